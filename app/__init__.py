@@ -1,0 +1,23 @@
+"""The Flask front end: `gunicorn 'app:create_app()'`."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from devcmd.config import Config
+from devcmd.services import Services
+
+
+def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
+    """Build the app; tests pass a config or ready services instead of patching the environment."""
+    from app import auth, commands, devices, errors, health, revocations
+
+    config = config or (services.config if services else Config.from_env())
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.json.sort_keys = False
+    app.extensions["devcmd"] = services or Services.from_config(config)
+    errors.register(app)
+    for module in (auth, devices, commands, revocations, health):
+        app.register_blueprint(module.bp)
+    return app

@@ -1,0 +1,46 @@
+"""OceanConnect device commands: create, query, cancel one."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from app.context import app_id, authenticated, services
+from app.schemas import json_body, query_args
+from app.schemas.commands import CancelCommandBody, CommandAnswer, CommandsQuery, CreateCommandBody
+from devcmd.domain import commands
+
+bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommands")
+
+
+@bp.post("")
+@authenticated
+def create():
+    body = json_body(CreateCommandBody())
+    command = commands.create(services(), app_id(), body.pop("deviceId"), body.pop("command"), body)
+    return CommandAnswer().dump(command), 201
+
+
+@bp.get("")
+@authenticated
+def query():
+    q = query_args(CommandsQuery())
+    total, page = commands.query(
+        services(),
+        app_id(),
+        q["deviceId"],
+        q["startTime"],
+        q["endTime"],
+        q["pageNo"],
+        q["pageSize"],
+    )
+    return {
+        "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},
+        "data": CommandAnswer(many=True).dump(page),
+    }
+
+
+@bp.put("/<command_id>")
+@authenticated
+def cancel(command_id: str):
+    json_body(CancelCommandBody())
+    return CommandAnswer().dump(commands.cancel(services(), app_id(), command_id))

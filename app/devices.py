@@ -1,0 +1,35 @@
+"""OceanConnect device registration, query and deletion."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from app.context import app_id, authenticated, services
+from app.schemas import json_body
+from app.schemas.devices import DeviceAnswer, RegisterBody, Registered
+from devcmd.domain import devices
+
+bp = Blueprint("devices", __name__, url_prefix="/iocm/app")
+
+
+@bp.post("/reg/v1.1.0/deviceCredentials")
+@authenticated
+def register():
+    body = json_body(RegisterBody())
+    device = devices.register(
+        services(), app_id(), body["nodeId"], body["verifyCode"], body["timeout"]
+    )
+    return Registered().dump(device)
+
+
+@bp.get("/dm/v1.4.0/devices/<device_id>")
+@authenticated
+def get(device_id: str):
+    return DeviceAnswer().dump(devices.get(services(), app_id(), device_id))
+
+
+@bp.delete("/dm/v1.4.0/devices/<device_id>")
+@authenticated
+def delete(device_id: str):
+    devices.delete(services(), app_id(), device_id)
+    return "", 204

@@ -1,0 +1,37 @@
+"""OceanConnect command revocation tasks: create (201 WAITING) and query."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from app.context import app_id, authenticated, services
+from app.schemas import json_body, query_args
+from app.schemas.revocations import CreatedTask, CreateTaskBody, TaskAnswer, TasksQuery
+from devcmd.domain import revocations
+
+bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks")
+
+
+@bp.post("")
+@authenticated
+def create():
+    body = json_body(CreateTaskBody())
+    return CreatedTask().dump(revocations.open_task(services(), app_id(), body["deviceId"])), 201
+
+
+@bp.get("")
+@authenticated
+def query():
+    q = query_args(TasksQuery())
+    filters = {
+        "taskId": q["taskId"],
+        "deviceId": q["deviceId"],
+        "status": q["status"],
+        "start": q["startTime"],
+        "end": q["endTime"],
+    }
+    total, page = revocations.query(services(), app_id(), filters, q["pageNo"], q["pageSize"])
+    return {
+        "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},
+        "data": TaskAnswer(many=True).dump(page),
+    }

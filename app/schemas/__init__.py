@@ -1,0 +1,71 @@
+"""marshmallow schemas at the HTTP edge: they parse every input and dump every answer."""
+
+from __future__ import annotations
+
+from flask import request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from devcmd import clock
+
+MAX_ID = 64
+
+
+class StrictInteger(fields.Integer):
+    """An integer that refuses strings, floats and booleans."""
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(strict=True, **kwargs)
+
+
+class QueryInteger(fields.Integer):
+    """An integer given as a query-string value."""
+
+
+class HuaweiTime(fields.Field):
+    """Epoch milliseconds inside, `yyyyMMdd'T'HHmmss'Z'` outside."""
+
+    default_error_messages = {"invalid": "Not a time of the form yyyyMMdd'T'HHmmss'Z'."}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return clock.to_huawei(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return clock.from_huawei(value)
+        except (TypeError, ValueError) as exc:
+            raise self.make_error("invalid") from exc
+
+
+def identifier(**kwargs) -> fields.String:
+    return fields.String(validate=validate.Length(1, MAX_ID), **kwargs)
+
+
+class BaseSchema(Schema):
+    """Unknown fields are ignored (OceanConnect clients send what their SDK version knows)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class PageQuery(BaseSchema):
+    pageNo = QueryInteger(load_default=0, validate=validate.Range(min=0, max=1_000_000))
+    pageSize = QueryInteger(load_default=1000, validate=validate.Range(1, 1000))
+    startTime = HuaweiTime(load_default=0)
+    endTime = HuaweiTime(load_default=2**53)
+
+
+def json_body(schema: Schema) -> dict:
+    """Parse the request's JSON object with `schema`; raises ValidationError naming the field."""
+    data = request.get_json(silent=True, force=True)
+    if not isinstance(data, dict):
+        raise ValidationError("must be a JSON object", field_name="body")
+    return schema.load(data)
+
+
+def query_args(schema: Schema) -> dict:
+    return schema.load(request.args.to_dict())

@@ -1,0 +1,33 @@
+"""Device registration body and the device answers."""
+
+from marshmallow import fields, validate
+
+from app.schemas import BaseSchema, HuaweiTime, StrictInteger, identifier
+
+
+class RegisterBody(BaseSchema):
+    nodeId = identifier(required=True)
+    verifyCode = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
+    timeout = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(0, 2**31))
+
+
+class Registered(BaseSchema):
+    deviceId = fields.String()
+    verifyCode = fields.String()
+    timeout = fields.Integer()
+    psk = fields.String()
+
+
+class DeviceInfo(BaseSchema):
+    nodeId = fields.String()
+    status = fields.Constant("OFFLINE")
+
+
+class DeviceAnswer(BaseSchema):
+    deviceId = fields.String()
+    gatewayId = fields.String(attribute="deviceId")
+    nodeType = fields.Constant("GATEWAY")
+    createTime = HuaweiTime()
+    lastModifiedTime = HuaweiTime()
+    pendingCommands = fields.Integer(attribute="pendingCount")
+    deviceInfo = fields.Function(lambda d: DeviceInfo().dump(d))

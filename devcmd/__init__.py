@@ -1,0 +1,1 @@
+"""devcmd: queue, deliver and revoke device commands. Domain and store live here; HTTP in `app`, Celery in `workers`."""

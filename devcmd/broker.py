@@ -1,0 +1,70 @@
+"""The Celery application factory and the one small function family that enqueues work by name.
+
+The web process builds a Celery app with no tasks and only sends by name, so `app/` never imports
+`workers/`; the worker process builds the same app and registers the tasks on it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from devcmd.config import Config
+
+SWEEP = "devcmd.revocations.sweep"
+FLUSH = "devcmd.notifications.flush"
+DELIVER = "devcmd.notifications.deliver"
+RESUME = "devcmd.revocations.resume_stalled"
+DRAIN = "devcmd.notifications.drain_dirty"
+
+QUEUE_REVOCATIONS = "revocations"
+QUEUE_CALLBACKS = "callbacks"
+
+
+def make_celery(config: Config) -> Celery:
+    """A Celery app configured for at-least-once, crash-safe work on Redis."""
+    celery = Celery("devcmd", broker=config.broker_url)
+    celery.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=15,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+            "health_check_interval": 10,
+        },
+        task_default_queue=QUEUE_REVOCATIONS,
+        task_routes={
+            FLUSH: {"queue": QUEUE_CALLBACKS},
+            DELIVER: {"queue": QUEUE_CALLBACKS},
+            DRAIN: {"queue": QUEUE_CALLBACKS},
+        },
+        beat_schedule={
+            "resume-stalled-revocations": {"task": RESUME, "schedule": 15.0},
+            "drain-notification-outboxes": {"task": DRAIN, "schedule": 30.0},
+        },
+    )
+    return celery
+
+
+class Broker:
+    """Enqueues devcmd's Celery tasks by name."""
+
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def sweep(self, app_id: str, device_id: str, task_id: str, countdown: float = 0) -> None:
+        self.celery.send_task(SWEEP, args=[app_id, device_id, task_id], countdown=countdown or None)
+
+    def flush(self, app_id: str, device_id: str, countdown: float = 0) -> None:
+        self.celery.send_task(FLUSH, args=[app_id, device_id], countdown=countdown or None)
+
+    def deliver(self, notifications: list[dict], attempt: int, countdown: float = 0) -> None:
+        self.celery.send_task(DELIVER, args=[notifications, attempt], countdown=countdown or None)

@@ -1,0 +1,72 @@
+"""Every environment variable devcmd reads, typed and defaulted in one place (see the README table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings for the web app, the workers and the CLI. Build with `Config.from_env()`."""
+
+    redis_url: str | None = None
+    celery_broker_url: str | None = None
+    home: Path = Path(".devcmd")
+    embedded_redis_port: int = 6390
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_ttl: int = 3600
+    refresh_token_ttl: int = 30 * 24 * 3600
+    max_pending_per_device: int = 1_000_000
+    task_inline_commands: int = 100
+    sweep_batch: int = 2000
+    sweep_step_seconds: float = 2.0
+    stall_seconds: int = 60
+    callback_timeout: float = 5.0
+    callback_max_attempts: int = 6
+    callback_backoff_base: float = 5.0
+    callback_allow_private: bool = True
+    worker_heartbeat_ttl: int = 15
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read `DEVCMD_*`-free names (REDIS_URL, PORT, ...) from the environment."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for f in fields(cls):
+            name = f.name.upper()
+            if f.name == "home":
+                name = "DEVCMD_HOME"
+            if f.name == "extra" or name not in env:
+                continue
+            values[f.name] = _parse(f.type, env[name])
+        return cls(**values)
+
+    def with_(self, **changes) -> Config:
+        """A copy with some settings changed (tests use this instead of patching the environment)."""
+        return replace(self, **changes)
+
+    @property
+    def broker_url(self) -> str:
+        """CELERY_BROKER_URL, else REDIS_URL (Celery only connects when first used)."""
+        return self.celery_broker_url or self.redis_url or "redis://127.0.0.1:6379/0"
+
+
+def _parse(kind: str, raw: str):
+    if kind.startswith("str"):
+        return raw or None
+    if kind == "Path":
+        return Path(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "bool":
+        return raw.strip().lower() in _TRUE
+    raise TypeError(kind)

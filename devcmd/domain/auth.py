@@ -1,0 +1,126 @@
+"""Applications, login/refresh/logout, and resolving which application a request acts for."""
+
+from __future__ import annotations
+
+import secrets
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from devcmd import errors
+from devcmd.clock import now_ms
+from devcmd.domain import ids
+from devcmd.services import Services
+
+BEARER = "bearer"
+
+
+def create_application(
+    svc: Services, app_id: str | None = None, secret: str | None = None, name: str | None = None
+) -> dict[str, str]:
+    """Create an application; returns its appId, secret and webhookSecret (shown once).
+
+    Raises InvalidInput for a malformed appId and AppExists if it is taken.
+    """
+    app_id = app_id or ids.new_id()
+    if not ids.is_valid(app_id):
+        raise errors.InvalidInput("appId", "1-64 characters of A-Z a-z 0-9 _ . -")
+    secret = secret or ids.new_secret()
+    webhook_secret = ids.new_webhook_secret()
+    record = {
+        "appId": app_id,
+        "name": name or app_id,
+        "secretHash": generate_password_hash(secret),
+        "webhookSecret": webhook_secret,
+        "frozen": "0",
+        "createTime": str(now_ms()),
+    }
+    if not svc.apps.create(app_id, record):
+        raise errors.AppExists()
+    return {"appId": app_id, "secret": secret, "webhookSecret": webhook_secret}
+
+
+def list_applications(svc: Services) -> list[dict[str, str]]:
+    """Every application, without its secrets."""
+    found = (svc.apps.get(app_id) for app_id in svc.apps.all_ids())
+    return [
+        {"appId": a["appId"], "name": a["name"], "frozen": a["frozen"] == "1"} for a in found if a
+    ]
+
+
+def authorize(svc: Services, owner: str, grantee: str) -> None:
+    """Let `grantee` act for `owner` through the `appId` query parameter."""
+    for app_id in (owner, grantee):
+        if not svc.apps.get(app_id):
+            raise errors.AppNotFound(f"The application {app_id} does not exist.")
+    svc.apps.grant(owner, grantee)
+
+
+def _check_secret(svc: Services, app_id: str, secret: str) -> None:
+    app = svc.apps.get(app_id)
+    if not app or not check_password_hash(app["secretHash"], secret):
+        raise errors.BadCredentials()
+    if app.get("frozen") == "1":
+        raise errors.AppFrozen()
+
+
+def _issue(svc: Services, app_id: str) -> dict:
+    access, refresh_ = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    svc.tokens.put_access(access, app_id, svc.config.token_ttl)
+    svc.tokens.put_refresh(refresh_, app_id, svc.config.refresh_token_ttl)
+    return {
+        "accessToken": access,
+        "tokenType": BEARER,
+        "expiresIn": svc.config.token_ttl,
+        "refreshToken": refresh_,
+        "scope": "default",
+    }
+
+
+def login(svc: Services, app_id: str | None, secret: str | None) -> dict:
+    """Exchange appId + secret for tokens. Raises MissingLoginParameter, BadCredentials, AppFrozen."""
+    if not app_id or not secret:
+        raise errors.MissingLoginParameter("appId and secret are required.")
+    _check_secret(svc, app_id, secret)
+    return _issue(svc, app_id)
+
+
+def refresh(svc: Services, app_id: str, secret: str, refresh_token: str) -> dict:
+    """Rotate tokens: the refresh token works once. Raises BadCredentials or TokenInvalid."""
+    _check_secret(svc, app_id, secret)
+    if svc.tokens.take_refresh(refresh_token) != app_id:
+        raise errors.TokenInvalid("The refresh token is invalid or expired.")
+    return _issue(svc, app_id)
+
+
+def logout(svc: Services, access_token: str) -> None:
+    """Revoke an access token. Raises TokenInvalid if it was not live."""
+    if not svc.tokens.drop_access(access_token):
+        raise errors.TokenInvalid()
+
+
+def authenticate(
+    svc: Services, app_key: str | None, authorization: str | None, acting_for: str | None
+) -> str:
+    """The application a request acts for, from its headers and optional `appId` query.
+
+    Raises AppKeyMissing, TokenInvalid, AppNotFound, AppFrozen or NotAuthorized.
+    """
+    if not app_key:
+        raise errors.AppKeyMissing()
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != BEARER or not token:
+        raise errors.TokenInvalid()
+    if svc.tokens.access_app(token.strip()) != app_key:
+        raise errors.TokenInvalid()
+    caller = svc.apps.get(app_key)
+    if not caller:
+        raise errors.TokenInvalid()
+    if caller.get("frozen") == "1":
+        raise errors.AppFrozen()
+    if not acting_for or acting_for == app_key:
+        return app_key
+    if not ids.is_valid(acting_for) or not svc.apps.get(acting_for):
+        raise errors.AppNotFound()
+    if not svc.apps.is_granted(acting_for, app_key):
+        raise errors.NotAuthorized()
+    return acting_for

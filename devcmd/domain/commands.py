@@ -1,0 +1,67 @@
+"""Creating, reading, listing and cancelling single device commands."""
+
+from __future__ import annotations
+
+import json
+
+from devcmd import errors
+from devcmd.clock import now_ms
+from devcmd.domain import ids
+from devcmd.services import Services
+
+DEFAULT_EXPIRE_SECONDS = 172_800
+
+
+def create(svc: Services, app_id: str, device_id: str, command: dict, options: dict) -> dict:
+    """Queue a command (PENDING). Raises DeviceNotFound or PendingLimitReached."""
+    if not ids.is_valid(device_id):
+        raise errors.DeviceNotFound()
+    now = now_ms()
+    expire = options.get("expireTime")
+    expire = DEFAULT_EXPIRE_SECONDS if expire is None else expire
+    record = {
+        "commandId": ids.new_id(),
+        "appId": app_id,
+        "deviceId": device_id,
+        "serviceId": command["serviceId"],
+        "method": command["method"],
+        "paras": json.dumps(command.get("paras") or {}, separators=(",", ":")),
+        "callbackUrl": options.get("callbackUrl") or "",
+        "expireTime": expire,
+        "maxRetransmit": options.get("maxRetransmit") or 0,
+        "creationTime": now,
+        "issuedTimes": 0,
+    }
+    svc.commands.create(
+        record, due_ms=now + expire * 1000, max_pending=svc.config.max_pending_per_device
+    )
+    record["status"] = "PENDING"
+    return record
+
+
+def get(svc: Services, app_id: str, command_id: str) -> dict:
+    """One command of the application. Raises CommandNotFound."""
+    device_id = svc.commands.device_of(app_id, command_id) if ids.is_valid(command_id) else None
+    found = svc.commands.load(app_id, [(device_id, command_id)]) if device_id else []
+    if not found:
+        raise errors.CommandNotFound()
+    return found[0]
+
+
+def query(
+    svc: Services, app_id: str, device_id: str | None, start: int, end: int, page_no: int, size: int
+) -> tuple[int, list[dict]]:
+    """A page of commands created in [start, end], newest first, and the total that match."""
+    if device_id and not ids.is_valid(device_id):
+        return 0, []
+    return svc.commands.page(app_id, device_id, start, end, page_no * size, size)
+
+
+def cancel(svc: Services, app_id: str, command_id: str) -> dict:
+    """Cancel one PENDING command. Raises CommandNotFound or CommandNotCancellable."""
+    command = get(svc, app_id, command_id)
+    svc.commands.cancel(app_id, command["deviceId"], command_id, now_ms())
+    if command.get("callbackUrl"):
+        svc.outbox.mark_dirty(app_id, command["deviceId"])
+        svc.broker.flush(app_id, command["deviceId"])
+    return get(svc, app_id, command_id)

@@ -1,0 +1,123 @@
+"""Callback notifications: drain a device's outbox into delivery batches, and deliver them.
+
+Delivery is at-least-once: an event leaves the outbox only after its delivery task is enqueued,
+and a delivery task re-enqueues what failed with exponential backoff. Receivers deduplicate on
+the `webhook-id` header, which is stable across retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+
+import requests
+
+from devcmd.services import Services
+
+log = logging.getLogger(__name__)
+
+DRAIN_CHUNK = 500
+LOCK_MS = 30_000
+
+
+def flush(svc: Services, app_id: str, device_id: str) -> bool:
+    """Hand the device's outbox to delivery tasks, one per receiver URL and chunk.
+
+    Returns False if another process holds the device's drain lock (the caller retries later).
+    """
+    token = svc.outbox.lock(app_id, device_id, LOCK_MS)
+    if token is None:
+        return False
+    try:
+        while events := svc.outbox.peek(app_id, device_id, DRAIN_CHUNK):
+            urls = svc.outbox.callback_urls(app_id, device_id, [e.command_id for e in events])
+            by_url: dict[str, list[dict]] = defaultdict(list)
+            for event, url in zip(events, urls, strict=True):
+                if url:
+                    by_url[url].append(_notification(app_id, device_id, event, url))
+            for batch in by_url.values():
+                svc.broker.deliver(batch, attempt=1)
+            svc.outbox.drop(app_id, device_id, len(events))
+    finally:
+        svc.outbox.unlock(app_id, device_id, token)
+    return True
+
+
+def _notification(app_id: str, device_id: str, event, url: str) -> dict:
+    return {
+        "id": f"msg_{event.command_id}_{event.status}",
+        "appId": app_id,
+        "deviceId": device_id,
+        "commandId": event.command_id,
+        "status": event.status,
+        "at": event.at_ms,
+        "url": url,
+    }
+
+
+def body(notification: dict) -> dict:
+    """The OceanConnect command-status callback body."""
+    return {
+        "deviceId": notification["deviceId"],
+        "commandId": notification["commandId"],
+        "result": {"resultCode": notification["status"], "resultDetail": None},
+    }
+
+
+def deliver(svc: Services, session: requests.Session, batch: list[dict]) -> list[dict]:
+    """POST each notification; returns those that must be retried.
+
+    After a connection error or timeout the rest of the batch for that URL is not tried now,
+    so one dead receiver costs one timeout per batch, not one per notification.
+    """
+    failed: list[dict] = []
+    dead: set[str] = set()
+    timeout = svc.config.callback_timeout
+    for notification in batch:
+        url = notification["url"]
+        if url in dead:
+            failed.append(notification)
+            continue
+        try:
+            response = session.post(
+                url,
+                data=json.dumps(body(notification)),
+                headers=_headers(notification),
+                timeout=(min(timeout, 3.0), timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            log.warning("callback to %s failed: %s", url, exc)
+            dead.add(url)
+            failed.append(notification)
+            continue
+        if response.status_code == 410:
+            continue
+        if not 200 <= response.status_code < 300:
+            failed.append(notification)
+    return failed
+
+
+def _headers(notification: dict) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": notification["id"],
+        "webhook-timestamp": str(int(time.time())),
+    }
+
+
+def backoff(svc: Services, attempt: int) -> float:
+    """Seconds before attempt `attempt + 1`: exponential with full jitter."""
+    ceiling = svc.config.callback_backoff_base * (2 ** (attempt - 1))
+    return min(ceiling, 3000.0) * (0.5 + random.random() / 2)
+
+
+def drain_dirty(svc: Services) -> int:
+    """Enqueue a flush for every device whose outbox may hold events (beat's safety net)."""
+    dirty = svc.outbox.dirty()
+    for app_id, device_id in dirty:
+        svc.broker.flush(app_id, device_id)
+    return len(dirty)

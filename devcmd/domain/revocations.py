@@ -1,0 +1,106 @@
+"""Revocation tasks: open one (effective at once), sweep it in bounded batches, read them back."""
+
+from __future__ import annotations
+
+import time
+
+from devcmd import errors
+from devcmd.clock import now_ms
+from devcmd.domain import ids
+from devcmd.services import Services
+from devcmd.store.revocations import Batch
+
+STATUS_ALIASES = {"WAITTING": "WAITING"}
+
+
+def open_task(svc: Services, app_id: str, device_id: str) -> dict:
+    """Open a task for every PENDING command of the device and enqueue its sweep.
+
+    Costs the same whatever the backlog: the scope is a sequence range fixed by one Lua step,
+    which also fences it off from delivery. Raises DeviceNotFound.
+    """
+    if not ids.is_valid(device_id):
+        raise errors.DeviceNotFound()
+    task_id = ids.new_id()
+    cap = svc.config.task_inline_commands
+    opened = svc.revocations.open(app_id, device_id, task_id, now_ms(), cap)
+    svc.broker.sweep(app_id, device_id, task_id)
+    task = svc.revocations.get(app_id, device_id, task_id) or {}
+    task["status"] = "WAITING"
+    task["deviceCommands"] = svc.commands.load(app_id, ((device_id, c) for c in opened.scoped_ids))
+    return task
+
+
+def sweep(svc: Services, app_id: str, device_id: str, task_id: str) -> Batch:
+    """Run batches for at most `sweep_step_seconds`; returns the last batch (done or not).
+
+    Safe to run twice or concurrently: every batch is one atomic, idempotent Lua step.
+    """
+    deadline = time.monotonic() + svc.config.sweep_step_seconds
+    notified = 0
+    while True:
+        batch = svc.revocations.sweep_batch(
+            app_id, device_id, task_id, now_ms(), svc.config.sweep_batch
+        )
+        notified += batch.notified
+        if batch.done or time.monotonic() >= deadline:
+            break
+    if notified:
+        svc.outbox.mark_dirty(app_id, device_id)
+        svc.broker.flush(app_id, device_id)
+    return batch
+
+
+def get(svc: Services, app_id: str, task_id: str) -> dict:
+    """One task of the application. Raises TaskNotFound."""
+    device_id = svc.revocations.device_of(app_id, task_id) if ids.is_valid(task_id) else None
+    task = svc.revocations.get(app_id, device_id, task_id) if device_id else None
+    if not task:
+        raise errors.TaskNotFound()
+    return task
+
+
+def query(svc: Services, app_id: str, filters: dict, page_no: int, size: int) -> tuple[int, list]:
+    """Tasks matching the filters, newest first: (total, one page)."""
+    if filters.get("taskId"):
+        try:
+            found = [get(svc, app_id, filters["taskId"])]
+        except errors.TaskNotFound:
+            found = []
+        found = [t for t in found if _matches(t, filters)]
+        return len(found), found[page_no * size : (page_no + 1) * size]
+    device_id = filters.get("deviceId")
+    if device_id and not ids.is_valid(device_id):
+        return 0, []
+    pairs = svc.revocations.ids_between(app_id, device_id, filters["start"], filters["end"])
+    status = STATUS_ALIASES.get(filters.get("status") or "", filters.get("status"))
+    if not status:
+        return len(pairs), svc.revocations.load(
+            app_id, pairs[page_no * size : (page_no + 1) * size]
+        )
+    matching = [t for t in svc.revocations.load(app_id, pairs) if t["status"] == status]
+    return len(matching), matching[page_no * size : (page_no + 1) * size]
+
+
+def _matches(task: dict, filters: dict) -> bool:
+    status = STATUS_ALIASES.get(filters.get("status") or "", filters.get("status"))
+    created = int(task["creationTime"])
+    return (
+        (not filters.get("deviceId") or task["deviceId"] == filters["deviceId"])
+        and (not status or task["status"] == status)
+        and filters["start"] <= created <= filters["end"]
+    )
+
+
+def resume_stalled(svc: Services) -> int:
+    """Re-enqueue sweeps of unfinished tasks with no progress for `stall_seconds`.
+
+    Covers a message lost between broker pop and ack, or a create call that died after
+    opening its task but before enqueueing it. Returns how many were re-enqueued.
+    """
+    now = now_ms()
+    stalled = svc.revocations.stalled(now - svc.config.stall_seconds * 1000)
+    for app_id, device_id, task_id in stalled:
+        svc.revocations.touch(app_id, device_id, task_id, now)
+        svc.broker.sweep(app_id, device_id, task_id)
+    return len(stalled)

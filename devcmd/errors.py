@@ -1,0 +1,81 @@
+"""Domain exceptions. They know nothing about HTTP; `app.errors` maps each to a status and code."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a caller can cause or meet."""
+
+    message = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class InvalidInput(DomainError):
+    message = "The input is invalid."
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
+class MissingLoginParameter(DomainError):
+    message = "A required login parameter is missing."
+
+
+class BadCredentials(DomainError):
+    message = "appId or secret is not right."
+
+
+class AppFrozen(DomainError):
+    message = "The application is frozen."
+
+
+class TokenInvalid(DomainError):
+    message = "The access token is invalid or expired."
+
+
+class AppKeyMissing(DomainError):
+    message = "Get app_key from header failed."
+
+
+class AppNotFound(DomainError):
+    message = "The application does not exist."
+
+
+class AppExists(DomainError):
+    message = "An application with this appId already exists."
+
+
+class NotAuthorized(DomainError):
+    message = "The application has not been authorized."
+
+
+class DeviceNotFound(DomainError):
+    message = "The device does not exist."
+
+
+class NodeIdTaken(DomainError):
+    message = "A device with this nodeId is already registered."
+
+
+class CommandNotFound(DomainError):
+    message = "The device command does not exist."
+
+
+class CommandNotCancellable(DomainError):
+    """The command already left PENDING (delivered, cancelled, expired or finished)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"The command is {status} and can no longer be cancelled.")
+        self.status = status
+
+
+class PendingLimitReached(DomainError):
+    message = "The device's pending-command limit has been reached."
+
+
+class TaskNotFound(DomainError):
+    message = "The revocation task does not exist."

@@ -1,0 +1,61 @@
+"""One object per process that holds the Redis client, the broker and the stores built on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from redis import Redis
+
+from devcmd.broker import Broker, make_celery
+from devcmd.config import Config
+from devcmd.store.auth import AppStore, TokenStore
+from devcmd.store.commands import CommandStore
+from devcmd.store.devices import DeviceStore
+from devcmd.store.notifications import OutboxStore
+from devcmd.store.revocations import RevocationStore
+from devcmd.store.scripts import Scripts
+
+
+@dataclass
+class Services:
+    """What a domain function needs: configuration, stores and a way to enqueue work."""
+
+    config: Config
+    redis: Redis
+    broker: Broker
+
+    @classmethod
+    def from_config(cls, config: Config, broker: Broker | None = None) -> Services:
+        if not config.redis_url:
+            raise RuntimeError("REDIS_URL is not set (devcmd run sets it for its processes)")
+        redis = Redis.from_url(config.redis_url, decode_responses=True, health_check_interval=10)
+        return cls(config, redis, broker or Broker(make_celery(config)))
+
+    @cached_property
+    def scripts(self) -> Scripts:
+        return Scripts(self.redis)
+
+    @cached_property
+    def apps(self) -> AppStore:
+        return AppStore(self.redis)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        return TokenStore(self.redis)
+
+    @cached_property
+    def devices(self) -> DeviceStore:
+        return DeviceStore(self.redis)
+
+    @cached_property
+    def commands(self) -> CommandStore:
+        return CommandStore(self.redis, self.scripts)
+
+    @cached_property
+    def revocations(self) -> RevocationStore:
+        return RevocationStore(self.redis, self.scripts)
+
+    @cached_property
+    def outbox(self) -> OutboxStore:
+        return OutboxStore(self.redis)

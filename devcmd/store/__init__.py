@@ -1,0 +1,1 @@
+"""Redis persistence: key helpers, Lua scripts and one store class per resource."""

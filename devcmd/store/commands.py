@@ -1,0 +1,108 @@
+"""Command records: creation and single cancel through Lua, reads through pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis import Redis
+
+from devcmd import errors
+from devcmd.store import keys
+from devcmd.store.scripts import Scripts
+
+
+def _device_keys(app_id: str, device_id: str) -> list[str]:
+    return [
+        keys.statuses(app_id, device_id),
+        keys.pending(app_id, device_id),
+        keys.callbacks(app_id, device_id),
+        keys.outbox(app_id, device_id),
+        keys.expiry(app_id, device_id),
+    ]
+
+
+class CommandStore:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+        self.redis = redis
+        self.scripts = scripts
+
+    def create(self, record: dict, due_ms: int, max_pending: int) -> int:
+        """Queue a command; returns its sequence number. Raises DeviceNotFound, PendingLimitReached.
+
+        The application-level indexes are written first: if the script then refuses, they are
+        removed; if the process dies in between, readers skip the dangling entry.
+        """
+        app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
+        now = int(record["creationTime"])
+        self._index(app_id, device_id, command_id, now)
+        script_keys = [
+            keys.device(app_id, device_id),
+            keys.pending(app_id, device_id),
+            keys.statuses(app_id, device_id),
+            keys.callbacks(app_id, device_id),
+            keys.device_commands(app_id, device_id),
+            keys.command(app_id, device_id, command_id),
+            keys.expiry(app_id, device_id),
+        ]
+        flat = [part for item in record.items() for part in item]
+        args = [command_id, now, max_pending, record.get("callbackUrl") or "", due_ms, *flat]
+        code, *rest = self.scripts.create_command(keys=script_keys, args=args)
+        if code >= 0:
+            return rest[0]
+        self._unindex(app_id, command_id)
+        if code == -1:
+            raise errors.DeviceNotFound()
+        raise errors.PendingLimitReached()
+
+    def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
+        pipe.zadd(keys.app_commands(app_id), {command_id: now})
+        pipe.execute()
+
+    def _unindex(self, app_id: str, command_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hdel(keys.app_command_devices(app_id), command_id)
+        pipe.zrem(keys.app_commands(app_id), command_id)
+        pipe.execute()
+
+    def device_of(self, app_id: str, command_id: str) -> str | None:
+        return self.redis.hget(keys.app_command_devices(app_id), command_id)
+
+    def cancel(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
+        """Cancel one PENDING command. Raises CommandNotFound or CommandNotCancellable."""
+        code, *rest = self.scripts.cancel_command(
+            keys=_device_keys(app_id, device_id), args=[command_id, now]
+        )
+        if code == -1:
+            raise errors.CommandNotFound()
+        if code == -2:
+            raise errors.CommandNotCancellable(rest[0])
+
+    def load(self, app_id: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
+        """Read (deviceId, commandId) pairs in one round trip; unknown ones are skipped."""
+        pairs = list(pairs)
+        pipe = self.redis.pipeline(transaction=False)
+        for device_id, command_id in pairs:
+            pipe.hgetall(keys.command(app_id, device_id, command_id))
+            pipe.hget(keys.statuses(app_id, device_id), command_id)
+        replies = pipe.execute()
+        loaded = []
+        for record, status in zip(replies[::2], replies[1::2], strict=True):
+            if record and status:
+                record["status"] = status
+                loaded.append(record)
+        return loaded
+
+    def page(
+        self, app_id: str, device_id: str | None, start: int, end: int, offset: int, limit: int
+    ) -> tuple[int, list[dict]]:
+        """Commands created in [start, end], newest first: (total matching, one page)."""
+        index = keys.device_commands(app_id, device_id) if device_id else keys.app_commands(app_id)
+        total = self.redis.zcount(index, start, end)
+        ids = self.redis.zrevrangebyscore(index, end, start, start=offset, num=limit)
+        if device_id:
+            return total, self.load(app_id, ((device_id, cid) for cid in ids))
+        devices = self.redis.hmget(keys.app_command_devices(app_id), ids) if ids else []
+        pairs = ((dev, cid) for dev, cid in zip(devices, ids, strict=True) if dev)
+        return total, self.load(app_id, pairs)

@@ -1,0 +1,121 @@
+"""Every Redis key devcmd uses is built here.
+
+Keys of one device share the hash tag `{appId:deviceId}` and keys of one application the tag
+`{appId}`, so every Lua script touches a single slot and the store can move to Redis Cluster.
+"""
+
+from __future__ import annotations
+
+PREFIX = "dc"
+
+
+def app(app_id: str) -> str:
+    return f"{PREFIX}:{{{app_id}}}:app"
+
+
+def apps() -> str:
+    return f"{PREFIX}:apps"
+
+
+def grants(owner_app_id: str) -> str:
+    """Applications allowed to act for `owner_app_id` (the OceanConnect `appId` query parameter)."""
+    return f"{PREFIX}:{{{owner_app_id}}}:grants"
+
+
+def access_token(digest: str) -> str:
+    return f"{PREFIX}:token:{digest}"
+
+
+def refresh_token(digest: str) -> str:
+    return f"{PREFIX}:refresh:{digest}"
+
+
+def app_devices(app_id: str) -> str:
+    return f"{PREFIX}:{{{app_id}}}:devices"
+
+
+def app_nodes(app_id: str) -> str:
+    return f"{PREFIX}:{{{app_id}}}:nodes"
+
+
+def app_commands(app_id: str) -> str:
+    """Zset of the application's command ids by creation time."""
+    return f"{PREFIX}:{{{app_id}}}:commands"
+
+
+def app_command_devices(app_id: str) -> str:
+    """Hash commandId -> deviceId: finds a command's device from its id alone."""
+    return f"{PREFIX}:{{{app_id}}}:command-devices"
+
+
+def app_tasks(app_id: str) -> str:
+    return f"{PREFIX}:{{{app_id}}}:tasks"
+
+
+def app_task_devices(app_id: str) -> str:
+    return f"{PREFIX}:{{{app_id}}}:task-devices"
+
+
+def _device(app_id: str, device_id: str, suffix: str) -> str:
+    return f"{PREFIX}:{{{app_id}:{device_id}}}:{suffix}"
+
+
+def device(app_id: str, device_id: str) -> str:
+    return _device(app_id, device_id, "device")
+
+
+def pending(app_id: str, device_id: str) -> str:
+    """Zset of PENDING command ids scored by their queue sequence number."""
+    return _device(app_id, device_id, "pending")
+
+
+def statuses(app_id: str, device_id: str) -> str:
+    return _device(app_id, device_id, "status")
+
+
+def callbacks(app_id: str, device_id: str) -> str:
+    return _device(app_id, device_id, "callback")
+
+
+def device_commands(app_id: str, device_id: str) -> str:
+    return _device(app_id, device_id, "commands")
+
+
+def expiry(app_id: str, device_id: str) -> str:
+    return _device(app_id, device_id, "expiry")
+
+
+def command(app_id: str, device_id: str, command_id: str) -> str:
+    return _device(app_id, device_id, f"command:{command_id}")
+
+
+def task(app_id: str, device_id: str, task_id: str) -> str:
+    return _device(app_id, device_id, f"task:{task_id}")
+
+
+def device_tasks(app_id: str, device_id: str) -> str:
+    return _device(app_id, device_id, "tasks")
+
+
+def outbox(app_id: str, device_id: str) -> str:
+    """List of notification events `"<commandId> <status> <ms>"` waiting to be handed to senders."""
+    return _device(app_id, device_id, "outbox")
+
+
+def outbox_lock(app_id: str, device_id: str) -> str:
+    return _device(app_id, device_id, "outbox-lock")
+
+
+def dirty_outboxes() -> str:
+    """Set of `appId/deviceId` whose outbox may hold events (beat drains them)."""
+    return f"{PREFIX}:outboxes"
+
+
+def active_tasks() -> str:
+    """Zset `appId/deviceId/taskId` -> last progress ms, for tasks not yet finished."""
+    return f"{PREFIX}:tasks:active"
+
+
+def workers() -> str:
+    """Zset worker hostname -> last heartbeat ms."""
+    return f"{PREFIX}:workers"

@@ -1,0 +1,127 @@
+"""Revocation task records: opening (scope + fence), batch sweeps, reads and the active index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from devcmd import errors
+from devcmd.store import keys
+from devcmd.store.scripts import Scripts
+
+TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
+
+
+@dataclass(frozen=True)
+class Opened:
+    total: int
+    scoped_ids: list[str]
+    created: bool
+
+
+@dataclass(frozen=True)
+class Batch:
+    cancelled_now: int
+    status: str
+    cancelled: int
+    total: int
+    notified: int
+    done: bool
+
+
+def active_member(app_id: str, device_id: str, task_id: str) -> str:
+    return f"{app_id}/{device_id}/{task_id}"
+
+
+class RevocationStore:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+        self.redis = redis
+        self.scripts = scripts
+
+    def open(
+        self, app_id: str, device_id: str, task_id: str, now: int, cap: int, *, internal=False
+    ) -> Opened:
+        """Open a task atomically; raises DeviceNotFound. Indexes are written first (see commands)."""
+        member = active_member(app_id, device_id, task_id)
+        pipe = self.redis.pipeline()
+        pipe.zadd(keys.active_tasks(), {member: now})
+        if not internal:
+            pipe.zadd(keys.app_tasks(app_id), {task_id: now})
+            pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
+        pipe.execute()
+        reply = self.scripts.open_task(
+            keys=[
+                keys.device(app_id, device_id),
+                keys.pending(app_id, device_id),
+                keys.task(app_id, device_id, task_id),
+                keys.device_tasks(app_id, device_id),
+            ],
+            args=[task_id, now, cap, app_id, device_id, "1" if internal else "0"],
+        )
+        if reply[0] == -1:
+            self._unindex(app_id, device_id, task_id)
+            raise errors.DeviceNotFound()
+        return Opened(total=reply[1], scoped_ids=reply[2:], created=reply[0] == 1)
+
+    def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
+        pipe.zrem(keys.app_tasks(app_id), task_id)
+        pipe.hdel(keys.app_task_devices(app_id), task_id)
+        pipe.execute()
+
+    def sweep_batch(self, app_id: str, device_id: str, task_id: str, now: int, size: int) -> Batch:
+        """Cancel the next `size` commands of the task's scope in one atomic step."""
+        reply = self.scripts.sweep_batch(
+            keys=[
+                keys.task(app_id, device_id, task_id),
+                keys.pending(app_id, device_id),
+                keys.statuses(app_id, device_id),
+                keys.callbacks(app_id, device_id),
+                keys.outbox(app_id, device_id),
+                keys.expiry(app_id, device_id),
+            ],
+            args=[now, size],
+        )
+        if reply[0] == -1:
+            raise errors.TaskNotFound()
+        state, cancelled_now, status, cancelled, total, notified = reply
+        done = state != 1
+        member = active_member(app_id, device_id, task_id)
+        if done:
+            self.redis.zrem(keys.active_tasks(), member)
+        else:
+            self.redis.zadd(keys.active_tasks(), {member: now})
+        return Batch(cancelled_now, status, cancelled, total, notified, done)
+
+    def device_of(self, app_id: str, task_id: str) -> str | None:
+        return self.redis.hget(keys.app_task_devices(app_id), task_id)
+
+    def get(self, app_id: str, device_id: str, task_id: str) -> dict[str, str] | None:
+        return self.redis.hgetall(keys.task(app_id, device_id, task_id)) or None
+
+    def load(self, app_id: str, pairs: list[tuple[str, str]]) -> list[dict]:
+        pipe = self.redis.pipeline(transaction=False)
+        for device_id, task_id in pairs:
+            pipe.hgetall(keys.task(app_id, device_id, task_id))
+        return [record for record in pipe.execute() if record]
+
+    def ids_between(self, app_id: str, device_id: str | None, start: int, end: int) -> list[tuple]:
+        """(deviceId, taskId) of tasks created in [start, end], newest first."""
+        if device_id:
+            ids = self.redis.zrevrangebyscore(keys.device_tasks(app_id, device_id), end, start)
+            return [(device_id, task_id) for task_id in ids]
+        ids = self.redis.zrevrangebyscore(keys.app_tasks(app_id), end, start)
+        devices = self.redis.hmget(keys.app_task_devices(app_id), ids) if ids else []
+        return [(dev, tid) for dev, tid in zip(devices, ids, strict=True) if dev]
+
+    def stalled(self, older_than_ms: int, limit: int = 500) -> list[tuple[str, str, str]]:
+        """Unfinished tasks whose last progress is older than the given time."""
+        members = self.redis.zrangebyscore(
+            keys.active_tasks(), 0, older_than_ms, start=0, num=limit
+        )
+        return [tuple(m.split("/", 2)) for m in members]
+
+    def touch(self, app_id: str, device_id: str, task_id: str, now: int) -> None:
+        self.redis.zadd(keys.active_tasks(), {active_member(app_id, device_id, task_id): now})

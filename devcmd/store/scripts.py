@@ -1,0 +1,29 @@
+"""Loads the Lua scripts beside this module once per Redis client."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from redis import Redis
+from redis.commands.core import Script
+
+NAMES = ("create_command", "cancel_command", "open_task", "sweep_batch")
+
+
+@cache
+def _source(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+
+
+class Scripts:
+    """The registered scripts of one client; redis-py reloads them after NOSCRIPT."""
+
+    def __init__(self, redis: Redis) -> None:
+        for name in NAMES:
+            setattr(self, name, redis.register_script(_source(name)))
+
+    create_command: Script
+    cancel_command: Script
+    open_task: Script
+    sweep_batch: Script

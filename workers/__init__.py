@@ -1,0 +1,12 @@
+"""Celery workers: `celery -A workers worker` and `celery -A workers beat`.
+
+Building the Celery app opens no connection; tasks build their Redis client on first use.
+"""
+
+from devcmd.broker import make_celery
+from devcmd.config import Config
+
+app = make_celery(Config.from_env())
+app.conf.include = ["workers.revocations", "workers.notifications", "workers.heartbeat"]
+
+__all__ = ["app"]

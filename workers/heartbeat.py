@@ -1,0 +1,38 @@
+"""Workers announce themselves in Redis every few seconds, so `/healthz` can count them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from celery.signals import worker_ready, worker_shutdown
+
+from devcmd.clock import now_ms
+from devcmd.store import keys
+from workers import app
+from workers.base import services
+
+_stop = threading.Event()
+
+
+def _beat(hostname: str) -> None:
+    svc = services(app)
+    interval = max(1.0, svc.config.worker_heartbeat_ttl / 3)
+    while not _stop.is_set():
+        try:
+            svc.redis.zadd(keys.workers(), {hostname: now_ms()})
+        except Exception:  # noqa: BLE001 - a missed beat must not kill the thread
+            pass
+        _stop.wait(interval)
+    svc.redis.zrem(keys.workers(), hostname)
+
+
+@worker_ready.connect
+def _start(sender=None, **_: object) -> None:
+    hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    threading.Thread(target=_beat, args=(hostname,), name="devcmd-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _finish(**_: object) -> None:
+    _stop.set()
