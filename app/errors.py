@@ -1,4 +1,4 @@
-"""One catalogue maps domain errors to (HTTP status, OceanConnect error_code); one handler renders them."""
+"""Maps domain errors to (HTTP status, OceanConnect error_code) and renders the envelope."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every environment variable devcmd reads, typed and defaulted in one place (see the README table)."""
+"""Every environment variable devcmd reads, typed and defaulted in one place (README table)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class Config:
         return cls(**values)
 
     def with_(self, **changes) -> Config:
-        """A copy with some settings changed (tests use this instead of patching the environment)."""
+        """A copy with some settings changed (tests use this, not environment patches)."""
         return replace(self, **changes)
 
     @property

@@ -6,6 +6,8 @@ import socket
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
+from celery.utils.log import get_logger
+from redis import RedisError
 
 from devcmd.clock import now_ms
 from devcmd.store import keys
@@ -13,6 +15,7 @@ from workers import app
 from workers.base import services
 
 _stop = threading.Event()
+log = get_logger(__name__)
 
 
 def _beat(hostname: str) -> None:
@@ -21,8 +24,8 @@ def _beat(hostname: str) -> None:
     while not _stop.is_set():
         try:
             svc.redis.zadd(keys.workers(), {hostname: now_ms()})
-        except Exception:  # noqa: BLE001 - a missed beat must not kill the thread
-            pass
+        except RedisError as exc:
+            log.warning("heartbeat missed: %s", exc)
         _stop.wait(interval)
     svc.redis.zrem(keys.workers(), hostname)
 

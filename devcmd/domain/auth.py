@@ -77,7 +77,10 @@ def _issue(svc: Services, app_id: str) -> dict:
 
 
 def login(svc: Services, app_id: str | None, secret: str | None) -> dict:
-    """Exchange appId + secret for tokens. Raises MissingLoginParameter, BadCredentials, AppFrozen."""
+    """Exchange appId + secret for tokens.
+
+    Raises MissingLoginParameter, BadCredentials or AppFrozen.
+    """
     if not app_id or not secret:
         raise errors.MissingLoginParameter("appId and secret are required.")
     _check_secret(svc, app_id, secret)

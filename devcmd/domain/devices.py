@@ -47,7 +47,8 @@ def get(svc: Services, app_id: str, device_id: str) -> dict:
 def delete(svc: Services, app_id: str, device_id: str) -> None:
     """Delete a device at once; its undelivered commands are cancelled by a background sweep.
 
-    The same fence as a revocation task stops delivery in the same atomic step. Raises DeviceNotFound.
+    The same fence as a revocation task stops delivery in the same atomic step.
+    Raises DeviceNotFound.
     """
     device = get(svc, app_id, device_id)
     task_id = ids.new_id()

@@ -7,7 +7,7 @@ import re
 import secrets
 import uuid
 
-# Ids become parts of Redis keys and of `appId/deviceId/taskId` members: no braces, colons or slashes.
+# Ids become parts of Redis keys and `appId/deviceId/taskId` members: no braces, colons, slashes.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 

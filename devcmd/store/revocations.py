@@ -42,7 +42,7 @@ class RevocationStore:
     def open(
         self, app_id: str, device_id: str, task_id: str, now: int, cap: int, *, internal=False
     ) -> Opened:
-        """Open a task atomically; raises DeviceNotFound. Indexes are written first (see commands)."""
+        """Open a task atomically; raises DeviceNotFound. Indexes are written first."""
         member = active_member(app_id, device_id, task_id)
         pipe = self.redis.pipeline()
         pipe.zadd(keys.active_tasks(), {member: now})
