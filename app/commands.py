@@ -6,7 +6,12 @@ from flask import Blueprint
 
 from app.context import app_id, authenticated, services
 from app.schemas import json_body, query_args
-from app.schemas.commands import CancelCommandBody, CommandAnswer, CommandsQuery, CreateCommandBody
+from app.schemas.commands import (
+    CancelCommandBody,
+    CommandsQuery,
+    CreateCommandBody,
+    command_answer,
+)
 from devcmd.domain import commands
 
 bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommands")
@@ -17,7 +22,7 @@ bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceComm
 def create():
     body = json_body(CreateCommandBody())
     command = commands.create(services(), app_id(), body.pop("deviceId"), body.pop("command"), body)
-    return CommandAnswer().dump(command), 201
+    return command_answer(command), 201
 
 
 @bp.get("")
@@ -35,7 +40,7 @@ def query():
     )
     return {
         "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},
-        "data": CommandAnswer(many=True).dump(page),
+        "data": [command_answer(c) for c in page],
     }
 
 
@@ -43,4 +48,4 @@ def query():
 @authenticated
 def cancel(command_id: str):
     json_body(CancelCommandBody())
-    return CommandAnswer().dump(commands.cancel(services(), app_id(), command_id))
+    return command_answer(commands.cancel(services(), app_id(), command_id))

@@ -6,7 +6,8 @@ from flask import Blueprint
 
 from app.context import app_id, authenticated, services
 from app.schemas import json_body, query_args
-from app.schemas.revocations import CreatedTask, CreateTaskBody, TaskAnswer, TasksQuery
+from app.schemas.commands import command_answer
+from app.schemas.revocations import CreateTaskBody, TaskAnswer, TasksQuery
 from devcmd.domain import revocations
 
 bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks")
@@ -16,7 +17,10 @@ bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceC
 @authenticated
 def create():
     body = json_body(CreateTaskBody())
-    return CreatedTask().dump(revocations.open_task(services(), app_id(), body["deviceId"])), 201
+    task = revocations.open_task(services(), app_id(), body["deviceId"])
+    answer = TaskAnswer().dump(task)
+    answer["deviceCommands"] = [command_answer(c) for c in task["deviceCommands"]]
+    return answer, 201
 
 
 @bp.get("")

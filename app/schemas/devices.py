@@ -25,7 +25,7 @@ class DeviceInfo(BaseSchema):
 
 class DeviceAnswer(BaseSchema):
     deviceId = fields.String()
-    gatewayId = fields.String(attribute="deviceId")
+    gatewayId = fields.Function(lambda d: d["deviceId"])
     nodeType = fields.Constant("GATEWAY")
     createTime = HuaweiTime()
     lastModifiedTime = HuaweiTime()

@@ -3,7 +3,6 @@
 from marshmallow import fields, validate
 
 from app.schemas import BaseSchema, HuaweiTime, PageQuery, identifier
-from app.schemas.commands import CommandAnswer
 
 TASK_STATUSES = ["WAITING", "WAITTING", "RUNNING", "SUCCESS", "PART_SUCCESS", "FAILED"]
 
@@ -31,7 +30,3 @@ class TaskAnswer(BaseSchema):
     creationTime = HuaweiTime()
     startTime = HuaweiTime()
     finishTime = HuaweiTime()
-
-
-class CreatedTask(TaskAnswer):
-    deviceCommands = fields.List(fields.Nested(CommandAnswer))

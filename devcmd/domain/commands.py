@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from devcmd import errors
 from devcmd.clock import now_ms
 from devcmd.domain import ids
@@ -25,12 +23,11 @@ def create(svc: Services, app_id: str, device_id: str, command: dict, options: d
         "deviceId": device_id,
         "serviceId": command["serviceId"],
         "method": command["method"],
-        "paras": json.dumps(command.get("paras") or {}, separators=(",", ":")),
-        "callbackUrl": options.get("callbackUrl") or "",
+        "paras": command.get("paras") or {},
+        "callbackUrl": options.get("callbackUrl"),
         "expireTime": expire,
         "maxRetransmit": options.get("maxRetransmit") or 0,
         "creationTime": now,
-        "issuedTimes": 0,
     }
     svc.commands.create(
         record, due_ms=now + expire * 1000, max_pending=svc.config.max_pending_per_device

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Iterable
 
 from redis import Redis
@@ -33,7 +35,7 @@ class CommandStore:
         removed; if the process dies in between, readers skip the dangling entry.
         """
         app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
-        now = int(record["creationTime"])
+        now = record["creationTime"]
         self._index(app_id, device_id, command_id, now)
         script_keys = [
             keys.device(app_id, device_id),
@@ -41,11 +43,11 @@ class CommandStore:
             keys.statuses(app_id, device_id),
             keys.callbacks(app_id, device_id),
             keys.device_commands(app_id, device_id),
-            keys.command(app_id, device_id, command_id),
+            keys.documents(app_id, device_id),
             keys.expiry(app_id, device_id),
         ]
-        flat = [part for item in record.items() for part in item]
-        args = [command_id, now, max_pending, record.get("callbackUrl") or "", due_ms, *flat]
+        document = json.dumps(record, separators=(",", ":"))
+        args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
         code, *rest = self.scripts.create_command(keys=script_keys, args=args)
         if code >= 0:
             return rest[0]
@@ -80,19 +82,31 @@ class CommandStore:
             raise errors.CommandNotCancellable(rest[0])
 
     def load(self, app_id: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-        """Read (deviceId, commandId) pairs in one round trip; unknown ones are skipped."""
-        pairs = list(pairs)
+        """Read (deviceId, commandId) pairs, in order, with three HMGETs per device in one round
+        trip; unknown ones are skipped."""
+        by_device: dict[str, list[str]] = defaultdict(list)
+        order = list(pairs)
+        for device_id, command_id in order:
+            by_device[device_id].append(command_id)
         pipe = self.redis.pipeline(transaction=False)
-        for device_id, command_id in pairs:
-            pipe.hgetall(keys.command(app_id, device_id, command_id))
-            pipe.hget(keys.statuses(app_id, device_id), command_id)
-        replies = pipe.execute()
-        loaded = []
-        for record, status in zip(replies[::2], replies[1::2], strict=True):
-            if record and status:
-                record["status"] = status
-                loaded.append(record)
-        return loaded
+        for device_id, ids in by_device.items():
+            pipe.hmget(keys.documents(app_id, device_id), ids)
+            pipe.hmget(keys.statuses(app_id, device_id), ids)
+            pipe.hmget(keys.lifecycle(app_id, device_id), ids)
+        replies = iter(pipe.execute())
+        found: dict[tuple[str, str], dict] = {}
+        for device_id, ids in by_device.items():
+            documents, states, lives = next(replies), next(replies), next(replies)
+            for command_id, document, status, life in zip(
+                ids, documents, states, lives, strict=True
+            ):
+                if document and status:
+                    record = json.loads(document)
+                    record["status"] = status
+                    if life:
+                        record.update(json.loads(life))
+                    found[device_id, command_id] = record
+        return [found[pair] for pair in order if pair in found]
 
     def page(
         self, app_id: str, device_id: str | None, start: int, end: int, offset: int, limit: int

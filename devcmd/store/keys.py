@@ -85,8 +85,14 @@ def expiry(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "expiry")
 
 
-def command(app_id: str, device_id: str, command_id: str) -> str:
-    return _device(app_id, device_id, f"command:{command_id}")
+def documents(app_id: str, device_id: str) -> str:
+    """Hash commandId -> JSON of the command's fixed fields (set once at creation)."""
+    return _device(app_id, device_id, "documents")
+
+
+def lifecycle(app_id: str, device_id: str) -> str:
+    """Hash commandId -> JSON of delivery fields (issued/delivered/executed times, result)."""
+    return _device(app_id, device_id, "lifecycle")
 
 
 def task(app_id: str, device_id: str, task_id: str) -> str:
