@@ -1,0 +1,73 @@
+"""Integration fixtures: real redis-server, real Celery broker publishing into it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from devcmd.config import Config
+from devcmd.domain import auth, devices
+from devcmd.services import Services
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def svc(redis_url) -> Services:
+    config = Config().with_(redis_url=redis_url, sweep_batch=7, callback_timeout=1.0)
+    services = Services.from_config(config)
+    yield services
+    services.redis.close()
+
+
+@pytest.fixture
+def app_id(svc) -> str:
+    return auth.create_application(svc, app_id="app-a", secret="secret-a")["appId"]
+
+
+@pytest.fixture
+def device_id(svc, app_id) -> str:
+    return devices.register(svc, app_id, "node-1", None, None)["deviceId"]
+
+
+class Receiver(ThreadingHTTPServer):
+    """A real HTTP callback receiver on 127.0.0.1 that records every POST."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[tuple[dict, dict]] = []
+        self.statuses = statuses or []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/callback"
+
+    def next_status(self) -> int:
+        with self.lock:
+            return self.statuses.pop(0) if self.statuses else 204
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.received.append((dict(self.headers), body))
+        self.send_response(self.server.next_status())
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
