@@ -1,0 +1,218 @@
+"""The `devcmd` command: `devcmd run` starts every process locally, `devcmd apps` manages apps.
+
+With REDIS_URL unset, both talk to an embedded real redis-server kept in `$DEVCMD_HOME/redis`
+on EMBEDDED_REDIS_PORT: reused when it already runs there, else started and stopped again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import honcho.manager
+from redis import RedisError
+
+from devcmd import errors
+from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
+from devcmd.config import Config
+from devcmd.domain import auth
+from devcmd.embedded import RedisServer
+from devcmd.services import Services
+
+# honcho SIGKILLs the children still running this many seconds after its SIGTERM. Its default of
+# 5 s is shorter than the worker's soft shutdown (worker_soft_shutdown_timeout=15 in
+# devcmd.broker), and a SIGKILLed worker's unacked tasks only return after the visibility timeout.
+KILL_WAIT = 20
+
+
+@contextmanager
+def redis_url(config: Config) -> Iterator[str]:
+    """REDIS_URL if set; else the embedded server's URL, starting (and then stopping) it if needed.
+
+    Raises click.ClickException if the embedded server cannot start.
+    """
+    if config.redis_url:
+        yield config.redis_url
+        return
+    server = RedisServer(config.home / "redis", config.embedded_redis_port)
+    if server.is_up():
+        # Another `devcmd run` (or admin command) owns it; it also stops it.
+        yield server.url
+        return
+    try:
+        _start_shielded(server)
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _start_shielded(server: RedisServer) -> None:
+    """Start `server` with SIGINT blocked, so a Ctrl-C in the terminal does not stop it.
+
+    Ctrl-C signals the whole foreground process group, Redis included. Redis must outlive the
+    worker, which still acks and requeues tasks while it shuts down, and be stopped last, by
+    SIGTERM. A blocked signal stays blocked across fork and exec, and redis-server never unblocks
+    SIGINT; a Ctrl-C meanwhile reaches this process once the mask is restored.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(f"could not start the embedded Redis: {exc}") from exc
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def admin_services(config: Config) -> Iterator[Services]:
+    """Services for one admin command; domain and Redis errors become a message and exit 1."""
+    try:
+        with redis_url(config) as url:
+            svc = Services.from_config(config.with_(redis_url=url))
+            try:
+                yield svc
+            finally:
+                svc.redis.close()
+    except errors.DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    except RedisError as exc:
+        # The message names host and port, never the URL, which may carry a password.
+        raise click.ClickException(f"Redis: {exc}") from exc
+
+
+def process_commands(config: Config) -> dict[str, list[str]]:
+    """The argv of web, worker and beat, run with this interpreter so no venv must be active."""
+    python = sys.executable
+    celery = [python, "-m", "celery", "-A", "workers"]
+    bind = f"{config.host}:{config.port}"
+    queues = f"{QUEUE_REVOCATIONS},{QUEUE_CALLBACKS}"
+    schedule = str(config.home / "celerybeat-schedule")
+    return {
+        "web": [python, "-m", "gunicorn", "app:create_app()", "--bind", bind, "--workers", "2"],
+        "worker": [
+            *celery,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--queues",
+            queues,
+            "--concurrency",
+            "2",
+        ],
+        "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule],
+    }
+
+
+def build_manager(config: Config) -> honcho.manager.Manager:
+    """A honcho Manager running every process with REDIS_URL exported to it."""
+    honcho.manager.KILL_WAIT = KILL_WAIT
+    env = {**os.environ, "REDIS_URL": config.redis_url or ""}
+    # Children write to a pipe; unbuffered, their lines reach the merged log as they happen.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    manager = honcho.manager.Manager()
+    for name, argv in process_commands(config).items():
+        # honcho runs each command through a shell; exec leaves the app itself as the child.
+        manager.add_process(name, "exec " + shlex.join(argv), env=env)
+    return manager
+
+
+def print_json(value: Any) -> None:
+    """Write `value` as one JSON document on stdout."""
+    click.echo(json.dumps(value, indent=2))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """devcmd: queue, deliver and revoke device commands.
+
+    Settings come from the environment (REDIS_URL, PORT, DEVCMD_HOME, ...); see the README.
+    """
+    try:
+        ctx.obj = Config.from_env()
+    except (TypeError, ValueError) as exc:
+        raise click.ClickException(f"invalid environment setting: {exc}") from exc
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run web, worker and beat with interleaved logs until Ctrl-C.
+
+    Without REDIS_URL an embedded Redis keeps its data in $DEVCMD_HOME/redis. If any process
+    exits, the others are stopped too, and the embedded Redis last.
+    """
+    config: Config = ctx.obj
+    home = config.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    with redis_url(config) as url:
+        manager = build_manager(config.with_(redis_url=url, home=home))
+        click.echo(
+            f"devcmd: serving http://{config.host}:{config.port} (Redis {_safe(url)}); "
+            "create an application with `devcmd apps create`"
+        )
+        manager.loop()
+    ctx.exit(manager.returncode or 0)
+
+
+def _safe(url: str) -> str:
+    """`url` without its password, for printing."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+@main.group()
+def apps() -> None:
+    """Create, list and authorize applications.
+
+    An application is the appId and secret an API caller logs in with.
+    """
+
+
+@apps.command("create")
+@click.option("--app-id", help="The appId (default: a random 32-hex-digit id).")
+@click.option(
+    "--secret", help="The secret (default: a random one; a flag ends up in shell history)."
+)
+@click.option("--name", help="A display name (default: the appId).")
+@click.pass_obj
+def create(config: Config, app_id: str | None, secret: str | None, name: str | None) -> None:
+    """Create an application and print it as JSON.
+
+    The JSON holds appId, secret and webhookSecret; the secret is stored only as a hash, so this
+    is the one time it is shown.
+    """
+    with admin_services(config) as svc:
+        print_json(auth.create_application(svc, app_id, secret, name))
+
+
+@apps.command("list")
+@click.pass_obj
+def list_(config: Config) -> None:
+    """Print every application as a JSON list.
+
+    Each entry has appId, name and frozen; secrets are never listed.
+    """
+    with admin_services(config) as svc:
+        print_json(auth.list_applications(svc))
+
+
+@apps.command("authorize")
+@click.option("--app", "owner", required=True, help="The application being acted for.")
+@click.option("--grantee", required=True, help="The application allowed to act for it.")
+@click.pass_obj
+def authorize(config: Config, owner: str, grantee: str) -> None:
+    """Let one application act for another.
+
+    GRANTEE may then pass `appId=APP` on its requests to act for APP.
+    """
+    with admin_services(config) as svc:
+        auth.authorize(svc, owner, grantee)
+        print_json({"owner": owner, "grantee": grantee})
