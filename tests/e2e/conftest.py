@@ -1,0 +1,100 @@
+"""End-to-end fixtures: real gunicorn, a real Celery worker and real HTTP callback receivers, all
+on 127.0.0.1 and all against the session's real Redis server (flushed around each test).
+
+On a failing test, every child process's output tail is added to the report.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import pytest
+
+from devcmd.config import Config
+from devcmd.domain.auth import create_application
+from devcmd.embedded import free_port
+from devcmd.services import Services
+from tests.e2e.oceanconnect import OceanConnect
+from tests.e2e.processes import (
+    PROCESSES,
+    Process,
+    child_env,
+    start_web,
+    start_worker,
+    wait_healthy,
+)
+from tests.e2e.receiver import Receiver
+
+CALLBACK_BACKOFF_BASE = 0.2  # seconds: a failed callback is retried within a fraction of one
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    web: Process
+    worker: Process
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Attach each child process's output tail to a failed test's report."""
+    report = yield
+    if report.failed:
+        for process in item.stash.get(PROCESSES, []):
+            report.sections.append((f"{process.name} output ({process.log_path})", process.tail()))
+    return report
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> Stack:
+    """gunicorn (2 workers) and one Celery worker, up once `/healthz` answers 200."""
+    port = free_port()
+    web = start_web(port, child_env(redis_url, tmp_path / "home"), tmp_path)
+    worker_env = child_env(
+        redis_url, tmp_path / "home", callback_backoff_base=CALLBACK_BACKOFF_BASE
+    )
+    worker = start_worker(worker_env, tmp_path)
+    processes = [web, worker]
+    request.node.stash[PROCESSES] = processes
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_healthy(base_url, processes)
+        yield Stack(base_url, web, worker)
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture
+def application(redis_url: str) -> dict[str, str]:
+    """A fresh application created through the domain: {appId, secret, webhookSecret}."""
+    svc = Services.from_config(Config().with_(redis_url=redis_url))
+    try:
+        return create_application(svc, app_id=f"e2e-{secrets.token_hex(4)}", secret="e2e-secret")
+    finally:
+        svc.redis.close()
+
+
+@pytest.fixture
+def oceanconnect(stack: Stack, application: dict[str, str]) -> OceanConnect:
+    """A northbound client for `application`, not yet logged in."""
+    client = OceanConnect(stack.base_url, application["appId"], application["secret"])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    """A callback receiver that answers 204 to everything."""
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def flaky_receiver() -> Receiver:
+    """A callback receiver that answers 500 to each notification's first attempt, then 204."""
+    server = Receiver(fail_first=True).start()
+    yield server
+    server.stop()

@@ -1,0 +1,143 @@
+"""Child processes for end-to-end tests: gunicorn and a Celery worker, each in its own group."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import requests
+
+from devcmd.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+PROCESSES = pytest.StashKey[list["Process"]]()  # a test's children, for its failure report
+
+
+def _config_variables() -> set[str]:
+    """Every environment variable `Config.from_env` reads (so none leaks in from the caller)."""
+    names = {"DEVCMD_HOME" if f.name == "home" else f.name.upper() for f in fields(Config)}
+    return names - {"EXTRA"}
+
+
+def child_env(redis_url: str, home: Path, **settings: object) -> dict[str, str]:
+    """The caller's environment minus devcmd's settings, plus REDIS_URL and `settings`."""
+    env = {k: v for k, v in os.environ.items() if k not in _config_variables()}
+    env.update(REDIS_URL=redis_url, DEVCMD_HOME=str(home), PYTHONUNBUFFERED="1")
+    env.update({name.upper(): str(value) for name, value in settings.items()})
+    return env
+
+
+class Process:
+    """A child in its own process group, its stdout and stderr in `<log_dir>/<name>.log`."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 60) -> str:
+        """The last lines the process wrote."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the whole group, SIGKILL it after `grace` seconds, reap, close the log."""
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self.popen.wait()
+        self._signal_group(signal.SIGKILL)  # pool children that outlived their parent
+        self._log.close()
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signum)
+
+
+def start_web(
+    port: int, env: dict[str, str], log_dir: Path, *, keep_app_key: bool = True
+) -> Process:
+    """gunicorn serving `app:create_app()` on 127.0.0.1:`port` with 2 workers.
+
+    `keep_app_key` adds `--header-map dangerous`: gunicorn >= 22 drops every header whose name
+    has an underscore, OceanConnect's `app_key` among them (see test_deployment.py).
+    The control socket is off: by default every gunicorn on the machine shares one in $HOME.
+    """
+    args = [
+        sys.executable, "-m", "gunicorn", "app:create_app()",
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", "2",
+        "--no-control-socket",
+        "--graceful-timeout", "5",
+        "--access-logfile", "-",
+        "--error-logfile", "-",
+    ]  # fmt: skip
+    if keep_app_key:
+        args += ["--header-map", "dangerous"]
+    return Process("gunicorn", args, env, log_dir)
+
+
+def start_worker(env: dict[str, str], log_dir: Path) -> Process:
+    """One Celery worker consuming both devcmd queues with 2 pool processes."""
+    args = [
+        sys.executable, "-m", "celery", "-A", "workers", "worker",
+        "--queues", "revocations,callbacks",
+        "--concurrency", "2",
+        "--loglevel", "INFO",
+    ]  # fmt: skip
+    return Process("celery-worker", args, env, log_dir)
+
+
+def report(processes: list[Process]) -> str:
+    """Every process's exit state and output tail, for failure messages."""
+    parts = []
+    for process in processes:
+        state = "running" if process.alive() else f"exited {process.popen.returncode}"
+        parts.append(f"--- {process.name} ({state}), {process.log_path}:\n{process.tail()}")
+    return "\n".join(parts)
+
+
+def wait_healthy(
+    base_url: str, processes: list[Process], timeout: float = 30.0, ready: tuple[int, ...] = (200,)
+) -> None:
+    """Poll `GET /healthz` until 200 (Redis up and a worker heartbeat); fail with the logs.
+
+    `ready=(200, 503)` waits only for the web process (503: no worker heartbeat).
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not all(p.alive() for p in processes):
+            raise RuntimeError(f"a process died while starting:\n{report(processes)}")
+        try:
+            response = requests.get(f"{base_url}/healthz", timeout=1.0)
+        except requests.RequestException as exc:
+            last = repr(exc)
+        else:
+            if response.status_code in ready:
+                return
+            last = f"{response.status_code} {response.text}"
+        time.sleep(0.1)
+    logs = report(processes)
+    raise RuntimeError(f"/healthz not {ready} after {timeout} s (last: {last}):\n{logs}")
