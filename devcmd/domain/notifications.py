@@ -19,39 +19,43 @@ from devcmd.services import Services
 
 log = logging.getLogger(__name__)
 
-DRAIN_CHUNK = 500
+EVENTS_PER_DRAIN = 20
+NOTIFICATIONS_PER_TASK = 500
 LOCK_MS = 30_000
 
 
 def flush(svc: Services, app_id: str, device_id: str) -> bool:
     """Hand the device's outbox to delivery tasks, one per receiver URL and chunk.
 
-    Returns False if another process holds the device's drain lock (the caller retries later).
+    Commands without a callbackUrl are skipped here. Returns False if another process holds
+    the device's drain lock (the caller retries later).
     """
     token = svc.outbox.lock(app_id, device_id, LOCK_MS)
     if token is None:
         return False
     try:
-        while events := svc.outbox.peek(app_id, device_id, DRAIN_CHUNK):
-            urls = svc.outbox.callback_urls(app_id, device_id, [e.command_id for e in events])
+        while events := svc.outbox.peek(app_id, device_id, EVENTS_PER_DRAIN):
             by_url: dict[str, list[dict]] = defaultdict(list)
-            for event, url in zip(events, urls, strict=True):
-                if url:
-                    by_url[url].append(_notification(app_id, device_id, event, url))
-            for batch in by_url.values():
-                svc.broker.deliver(batch, attempt=1)
+            for event in events:
+                urls = svc.outbox.callback_urls(app_id, device_id, event.command_ids)
+                for command_id, url in zip(event.command_ids, urls, strict=True):
+                    if url:
+                        by_url[url].append(_notification(app_id, device_id, event, command_id, url))
+            for pending in by_url.values():
+                for start in range(0, len(pending), NOTIFICATIONS_PER_TASK):
+                    svc.broker.deliver(pending[start : start + NOTIFICATIONS_PER_TASK], attempt=1)
             svc.outbox.drop(app_id, device_id, len(events))
     finally:
         svc.outbox.unlock(app_id, device_id, token)
     return True
 
 
-def _notification(app_id: str, device_id: str, event, url: str) -> dict:
+def _notification(app_id: str, device_id: str, event, command_id: str, url: str) -> dict:
     return {
-        "id": f"msg_{event.command_id}_{event.status}",
+        "id": f"msg_{command_id}_{event.status}",
         "appId": app_id,
         "deviceId": device_id,
-        "commandId": event.command_id,
+        "commandId": command_id,
         "status": event.status,
         "at": event.at_ms,
         "url": url,

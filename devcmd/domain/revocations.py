@@ -37,15 +37,15 @@ def sweep(svc: Services, app_id: str, device_id: str, task_id: str) -> Batch:
     Safe to run twice or concurrently: every batch is one atomic, idempotent Lua step.
     """
     deadline = time.monotonic() + svc.config.sweep_step_seconds
-    notified = 0
+    cancelled = 0
     while True:
         batch = svc.revocations.sweep_batch(
             app_id, device_id, task_id, now_ms(), svc.config.sweep_batch
         )
-        notified += batch.notified
+        cancelled += batch.cancelled_now
         if batch.done or time.monotonic() >= deadline:
             break
-    if notified:
+    if cancelled:
         svc.outbox.mark_dirty(app_id, device_id)
         svc.broker.flush(app_id, device_id)
     return batch

@@ -13,16 +13,6 @@ from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
 
-def _device_keys(app_id: str, device_id: str) -> list[str]:
-    return [
-        keys.statuses(app_id, device_id),
-        keys.pending(app_id, device_id),
-        keys.callbacks(app_id, device_id),
-        keys.outbox(app_id, device_id),
-        keys.expiry(app_id, device_id),
-    ]
-
-
 class CommandStore:
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
@@ -73,9 +63,13 @@ class CommandStore:
 
     def cancel(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
         """Cancel one PENDING command. Raises CommandNotFound or CommandNotCancellable."""
-        code, *rest = self.scripts.cancel_command(
-            keys=_device_keys(app_id, device_id), args=[command_id, now]
-        )
+        script_keys = [
+            keys.statuses(app_id, device_id),
+            keys.pending(app_id, device_id),
+            keys.callbacks(app_id, device_id),
+            keys.outbox(app_id, device_id),
+        ]
+        code, *rest = self.scripts.cancel_command(keys=script_keys, args=[command_id, now])
         if code == -1:
             raise errors.CommandNotFound()
         if code == -2:

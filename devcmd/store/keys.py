@@ -82,6 +82,8 @@ def device_commands(app_id: str, device_id: str) -> str:
 
 
 def expiry(app_id: str, device_id: str) -> str:
+    """Zset commandId -> expiry due ms. Lazy: ids that already left PENDING stay until due, and
+    the expiry job skips them, so sweeps need not touch this index."""
     return _device(app_id, device_id, "expiry")
 
 
@@ -104,7 +106,9 @@ def device_tasks(app_id: str, device_id: str) -> str:
 
 
 def outbox(app_id: str, device_id: str) -> str:
-    """List of notification events `"<commandId> <status> <ms>"` waiting to be handed to senders."""
+    """List of events `"<status> <ms> <commandId>[,<commandId>...]"` waiting for senders.
+
+    One entry per transition step: a sweep batch records all its commands in one entry."""
     return _device(app_id, device_id, "outbox")
 
 

@@ -12,16 +12,16 @@ from devcmd.store import keys
 
 @dataclass(frozen=True)
 class Event:
-    """One status change of one command, to be POSTed to its callbackUrl."""
+    """One transition step: the same status change, at one time, of one or more commands."""
 
-    command_id: str
     status: str
     at_ms: int
+    command_ids: list[str]
 
     @classmethod
     def parse(cls, raw: str) -> Event:
-        command_id, status, at_ms = raw.split(" ")
-        return cls(command_id, status, int(at_ms))
+        status, at_ms, command_ids = raw.split(" ")
+        return cls(status, int(at_ms), command_ids.split(","))
 
 
 class OutboxStore:

@@ -26,7 +26,6 @@ class Batch:
     status: str
     cancelled: int
     total: int
-    notified: int
     done: bool
 
 
@@ -78,22 +77,21 @@ class RevocationStore:
                 keys.task(app_id, device_id, task_id),
                 keys.pending(app_id, device_id),
                 keys.statuses(app_id, device_id),
-                keys.callbacks(app_id, device_id),
                 keys.outbox(app_id, device_id),
-                keys.expiry(app_id, device_id),
             ],
             args=[now, size],
         )
         if reply[0] == -1:
+            self.redis.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
             raise errors.TaskNotFound()
-        state, cancelled_now, status, cancelled, total, notified = reply
+        state, cancelled_now, status, cancelled, total = reply
         done = state != 1
         member = active_member(app_id, device_id, task_id)
         if done:
             self.redis.zrem(keys.active_tasks(), member)
         else:
             self.redis.zadd(keys.active_tasks(), {member: now})
-        return Batch(cancelled_now, status, cancelled, total, notified, done)
+        return Batch(cancelled_now, status, cancelled, total, done)
 
     def device_of(self, app_id: str, task_id: str) -> str | None:
         return self.redis.hget(keys.app_task_devices(app_id), task_id)

@@ -55,9 +55,17 @@ def test_flush_waits_while_another_process_drains(svc, app_id, device_id):
     cancelled_with_callbacks(svc, app_id, device_id, "http://127.0.0.1:9/a", 2)
     token = svc.outbox.lock(app_id, device_id, 5000)
     assert notifications.flush(svc, app_id, device_id) is False
-    assert svc.redis.llen(keys.outbox(app_id, device_id)) == 2
+    assert svc.redis.llen(keys.outbox(app_id, device_id)) == 1
     svc.outbox.unlock(app_id, device_id, token)
     assert notifications.flush(svc, app_id, device_id) is True
+
+
+def test_commands_without_callback_are_not_notified(svc, app_id, device_id):
+    with_url = cancelled_with_callbacks(svc, app_id, device_id, "http://127.0.0.1:9/a", 3)
+    cancelled_with_callbacks(svc, app_id, device_id, None, 4)
+    notifications.flush(svc, app_id, device_id)
+    sent = [n["commandId"] for batch in queued_deliveries(svc) for n in batch]
+    assert sorted(sent) == sorted(with_url)
 
 
 def test_deliver_posts_the_oceanconnect_body(svc, app_id, device_id, receiver):

@@ -13,6 +13,7 @@ from devcmd.domain import auth, commands, devices, revocations
 from devcmd.embedded import RedisServer, free_port
 from devcmd.services import Services
 from devcmd.store import keys
+from devcmd.store.notifications import Event
 
 pytestmark = pytest.mark.integration
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 3}}
@@ -49,8 +50,9 @@ def test_sweep_cancels_exactly_the_scope_in_batches(svc, app_id, device_id):
     assert (batch.status, batch.cancelled, batch.total) == ("SUCCESS", 50, 50)
     assert set(statuses(svc, app_id, scoped)) == {"CANCELED"}
     assert set(statuses(svc, app_id, later)) == {"PENDING"}
-    outbox = svc.redis.lrange(keys.outbox(app_id, device_id), 0, -1)
-    assert sorted(e.split()[0] for e in outbox) == sorted(scoped)
+    events = [Event.parse(raw) for raw in svc.redis.lrange(keys.outbox(app_id, device_id), 0, -1)]
+    assert {e.status for e in events} == {"CANCELED"}
+    assert sorted(c for e in events for c in e.command_ids) == sorted(scoped)
     record = revocations.get(svc, app_id, task["taskId"])
     assert (record["status"], record["cancelledCount"], record["totalCount"]) == (
         "SUCCESS",
@@ -73,9 +75,10 @@ def test_rerunning_a_finished_sweep_changes_nothing(svc, app_id, device_id):
     queue(svc, app_id, device_id, 20, url="http://127.0.0.1:9/cb")
     task_id = revocations.open_task(svc, app_id, device_id)["taskId"]
     sweep_to_end(svc, app_id, device_id, task_id)
+    outbox = svc.redis.lrange(keys.outbox(app_id, device_id), 0, -1)
     again = revocations.sweep(svc, app_id, device_id, task_id)
-    assert (again.done, again.cancelled, again.cancelled_now, again.notified) == (True, 20, 0, 0)
-    assert svc.redis.llen(keys.outbox(app_id, device_id)) == 20
+    assert (again.done, again.cancelled, again.cancelled_now) == (True, 20, 0)
+    assert svc.redis.lrange(keys.outbox(app_id, device_id), 0, -1) == outbox
 
 
 def test_concurrent_sweeps_of_one_task_never_double_count(svc, app_id, device_id):

@@ -1,8 +1,8 @@
 -- Cancel one PENDING command (single cancel). Safe to run twice: the second run finds CANCELED.
--- KEYS: 1 status hash, 2 pending queue, 3 callback-url hash, 4 outbox list, 5 expiry zset
+-- KEYS: 1 status hash, 2 pending queue, 3 callback-url hash, 4 outbox list
 -- ARGV: 1 commandId, 2 now ms
 -- Returns: {1} cancelled; {-1} unknown command; {-2, status} not PENDING (nothing written)
-local st, q, cb, outbox, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local st, q, cb, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, now = ARGV[1], ARGV[2]
 
 local status = redis.call('HGET', st, id)
@@ -14,8 +14,7 @@ if status ~= 'PENDING' then
 end
 redis.call('HSET', st, id, 'CANCELED')
 redis.call('ZREM', q, id)
-redis.call('ZREM', exp, id)
 if redis.call('HEXISTS', cb, id) == 1 then
-  redis.call('RPUSH', outbox, id .. ' CANCELED ' .. now)
+  redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. id)
 end
 return {1}
