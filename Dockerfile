@@ -28,4 +28,5 @@ USER devcmd
 WORKDIR /home/devcmd
 
 EXPOSE 8080
-CMD ["gunicorn", "app:create_app()", "--bind", "0.0.0.0:8080", "--workers", "2"]
+ENV HOST=0.0.0.0 PORT=8080
+CMD ["gunicorn", "-c", "python:devcmd.gunicorn_config", "app:create_app()"]

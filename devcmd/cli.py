@@ -31,6 +31,8 @@ from devcmd.services import Services
 # devcmd.broker), and a SIGKILLed worker's unacked tasks only return after the visibility timeout.
 KILL_WAIT = 20
 
+GUNICORN_CONFIG = "python:devcmd.gunicorn_config"
+
 
 @contextmanager
 def redis_url(config: Config) -> Iterator[str]:
@@ -95,7 +97,16 @@ def process_commands(config: Config) -> dict[str, list[str]]:
     queues = f"{QUEUE_REVOCATIONS},{QUEUE_CALLBACKS}"
     schedule = str(config.home / "celerybeat-schedule")
     return {
-        "web": [python, "-m", "gunicorn", "app:create_app()", "--bind", bind, "--workers", "2"],
+        "web": [
+            python,
+            "-m",
+            "gunicorn",
+            "-c",
+            GUNICORN_CONFIG,
+            "app:create_app()",
+            "--bind",
+            bind,
+        ],
         "worker": [
             *celery,
             "worker",

@@ -20,6 +20,7 @@ class Config:
     embedded_redis_port: int = 6390
     host: str = "127.0.0.1"
     port: int = 8080
+    web_workers: int = 2
     token_ttl: int = 3600
     refresh_token_ttl: int = 30 * 24 * 3600
     max_pending_per_device: int = 1_000_000

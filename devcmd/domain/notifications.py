@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import requests
+from standardwebhooks.webhooks import Webhook
 
 from devcmd.services import Services
 
@@ -80,16 +81,18 @@ def deliver(svc: Services, session: requests.Session, batch: list[dict]) -> list
     failed: list[dict] = []
     dead: set[str] = set()
     timeout = svc.config.callback_timeout
+    signers = _signers(svc, {n["appId"] for n in batch})
     for notification in batch:
         url = notification["url"]
         if url in dead:
             failed.append(notification)
             continue
+        payload = json.dumps(body(notification), separators=(",", ":"))
         try:
             response = session.post(
                 url,
-                data=json.dumps(body(notification)),
-                headers=_headers(notification),
+                data=payload,
+                headers=_headers(signers.get(notification["appId"]), notification, payload),
                 timeout=(min(timeout, 3.0), timeout),
                 allow_redirects=False,
             )
@@ -105,12 +108,23 @@ def deliver(svc: Services, session: requests.Session, batch: list[dict]) -> list
     return failed
 
 
-def _headers(notification: dict) -> dict[str, str]:
-    return {
+def _signers(svc: Services, app_ids: set[str]) -> dict[str, Webhook]:
+    """One Standard Webhooks signer per application, from its current webhookSecret."""
+    apps = {app_id: svc.apps.get(app_id) for app_id in app_ids}
+    return {app_id: Webhook(app["webhookSecret"]) for app_id, app in apps.items() if app}
+
+
+def _headers(signer: Webhook | None, notification: dict, payload: str) -> dict[str, str]:
+    """Standard Webhooks headers; `webhook-id` is the same on every retry of a notification."""
+    now = datetime.now(UTC)
+    headers = {
         "Content-Type": "application/json",
         "webhook-id": notification["id"],
-        "webhook-timestamp": str(int(time.time())),
+        "webhook-timestamp": str(int(now.timestamp())),
     }
+    if signer is not None:
+        headers["webhook-signature"] = signer.sign(notification["id"], now, payload)
+    return headers
 
 
 def backoff(svc: Services, attempt: int) -> float:

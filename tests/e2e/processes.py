@@ -75,26 +75,14 @@ class Process:
             os.killpg(self.popen.pid, signum)
 
 
-def start_web(
-    port: int, env: dict[str, str], log_dir: Path, *, keep_app_key: bool = True
-) -> Process:
-    """gunicorn serving `app:create_app()` on 127.0.0.1:`port` with 2 workers.
-
-    `keep_app_key` adds `--header-map dangerous`: gunicorn >= 22 drops every header whose name
-    has an underscore, OceanConnect's `app_key` among them (see test_deployment.py).
-    The control socket is off: by default every gunicorn on the machine shares one in $HOME.
-    """
+def start_web(port: int, env: dict[str, str], log_dir: Path) -> Process:
+    """gunicorn serving `app:create_app()` on 127.0.0.1:`port`, with the product's own settings
+    module (`devcmd.gunicorn_config`), as the Procfile and `devcmd run` start it."""
     args = [
-        sys.executable, "-m", "gunicorn", "app:create_app()",
+        sys.executable, "-m", "gunicorn", "-c", "python:devcmd.gunicorn_config", "app:create_app()",
         "--bind", f"127.0.0.1:{port}",
-        "--workers", "2",
-        "--no-control-socket",
         "--graceful-timeout", "5",
-        "--access-logfile", "-",
-        "--error-logfile", "-",
     ]  # fmt: skip
-    if keep_app_key:
-        args += ["--header-map", "dangerous"]
     return Process("gunicorn", args, env, log_dir)
 
 

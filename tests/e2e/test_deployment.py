@@ -1,5 +1,5 @@
-"""The web process started the way SPEC section 2 and the Procfile document it:
-`gunicorn 'app:create_app()' --bind ... --workers 2`, with no other header setting."""
+"""The web process started with the product's gunicorn settings (as the Procfile, compose file
+and `devcmd run` start it) keeps OceanConnect's underscored `app_key` header."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def documented_web(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> str:
-    """gunicorn with only bind and worker flags (no `--header-map`); yields its base URL."""
+    """gunicorn with `devcmd.gunicorn_config` and no Celery worker; yields its base URL."""
     port = free_port()
     env = child_env(redis_url, tmp_path / "home")
-    web = start_web(port, env, tmp_path, keep_app_key=False)
+    web = start_web(port, env, tmp_path)
     request.node.stash[PROCESSES] = [web]
     try:
         base_url = f"http://127.0.0.1:{port}"
@@ -27,13 +27,6 @@ def documented_web(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> 
         web.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: gunicorn >= 22 drops the underscored `app_key` header by default "
-    "(header_map='drop'), so every authenticated call answers 400 100220; the web commands in "
-    "Procfile, devcmd/cli.py, docker-compose.yml and Dockerfile need `--header-map dangerous` "
-    "(or a gunicorn.conf.py with header_map). When fixed, drop this marker and keep_app_key.",
-)
 def test_documented_gunicorn_command_keeps_the_app_key_header(
     documented_web: str, application: dict[str, str]
 ) -> None:

@@ -242,12 +242,6 @@ def standard_webhook_signature(secret: str, delivery: Delivery) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product gap: SPEC 6.5 wants callbacks signed per Standard Webhooks with the "
-    "application's webhookSecret; devcmd/domain/notifications.py _headers() sends no "
-    "webhook-signature",
-)
 def test_callbacks_carry_a_standard_webhooks_signature(
     oceanconnect: OceanConnect, receiver: Receiver, application: dict[str, str]
 ) -> None:

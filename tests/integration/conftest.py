@@ -39,6 +39,7 @@ class Receiver(ThreadingHTTPServer):
     def __init__(self, statuses: list[int] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.received: list[tuple[dict, dict]] = []
+        self.raw: dict[str, bytes] = {}
         self.statuses = statuses or []
         self.lock = threading.Lock()
 
@@ -53,8 +54,9 @@ class Receiver(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.append((dict(self.headers), body))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.raw[self.headers.get("webhook-id")] = raw
+        self.server.received.append((dict(self.headers), json.loads(raw)))
         self.send_response(self.server.next_status())
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -8,8 +8,9 @@ import time
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from devcmd.domain import commands, notifications, revocations
+from devcmd.domain import auth, commands, notifications, revocations
 from devcmd.embedded import free_port
 from devcmd.store import keys
 
@@ -83,6 +84,24 @@ def test_deliver_posts_the_oceanconnect_body(svc, app_id, device_id, receiver):
     }
     ids_seen = {headers["webhook-id"] for headers, _ in receiver.received}
     assert ids_seen == {f"msg_{c}_CANCELED" for c in ids}
+
+
+def test_receivers_verify_signatures_with_the_standardwebhooks_package(
+    svc, app_id, device_id, receiver
+):
+    cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 2)
+    notifications.flush(svc, app_id, device_id)
+    (batch,) = queued_deliveries(svc)
+    with requests.Session() as session:
+        notifications.deliver(svc, session, batch)
+    verifier = Webhook(svc.apps.get(app_id)["webhookSecret"])
+    stranger = Webhook(auth.create_application(svc, app_id="app-b")["webhookSecret"])
+    for headers, body in receiver.received:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        raw = receiver.raw[lowered["webhook-id"]]
+        assert verifier.verify(raw, lowered) == body
+        with pytest.raises(WebhookVerificationError):
+            stranger.verify(raw, lowered)
 
 
 def test_failures_are_returned_for_retry_and_410_stops(svc, app_id, device_id, receiver):
