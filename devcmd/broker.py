@@ -60,6 +60,9 @@ class Broker:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
 
+    def close(self) -> None:
+        self.celery.close()
+
     def sweep(self, app_id: str, device_id: str, task_id: str, countdown: float = 0) -> None:
         self.celery.send_task(SWEEP, args=[app_id, device_id, task_id], countdown=countdown or None)
 

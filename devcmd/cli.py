@@ -81,7 +81,7 @@ def admin_services(config: Config) -> Iterator[Services]:
             try:
                 yield svc
             finally:
-                svc.redis.close()
+                svc.close()
     except errors.DomainError as exc:
         raise click.ClickException(exc.message) from exc
     except RedisError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 HUAWEI_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -14,9 +15,15 @@ def now_ms() -> int:
 
 def to_huawei(ms: int | str | None) -> str | None:
     """Render epoch milliseconds as OceanConnect's UTC time string, or None."""
-    if ms in (None, ""):
+    if ms is None or ms == "":
         return None
-    return datetime.fromtimestamp(int(ms) / 1000, UTC).strftime(HUAWEI_FORMAT)
+    return _huawei_second(int(ms) // 1000)
+
+
+@lru_cache(maxsize=4096)
+def _huawei_second(seconds: int) -> str:
+    # Commands listed together were mostly created in the same few seconds: format each once.
+    return datetime.fromtimestamp(seconds, UTC).strftime(HUAWEI_FORMAT)
 
 
 def from_huawei(text: str) -> int:

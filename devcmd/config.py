@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,9 +31,7 @@ class Config:
     callback_timeout: float = 5.0
     callback_max_attempts: int = 6
     callback_backoff_base: float = 5.0
-    callback_allow_private: bool = True
     worker_heartbeat_ttl: int = 15
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -44,7 +42,7 @@ class Config:
             name = f.name.upper()
             if f.name == "home":
                 name = "DEVCMD_HOME"
-            if f.name == "extra" or name not in env:
+            if name not in env:
                 continue
             values[f.name] = _parse(f.type, env[name])
         return cls(**values)

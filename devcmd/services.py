@@ -32,6 +32,11 @@ class Services:
         redis = Redis.from_url(config.redis_url, decode_responses=True, health_check_interval=10)
         return cls(config, redis, broker or Broker(make_celery(config)))
 
+    def close(self) -> None:
+        """Release the Redis and broker connections (CLI commands and tests end with this)."""
+        self.redis.close()
+        self.broker.close()
+
     @cached_property
     def scripts(self) -> Scripts:
         return Scripts(self.redis)

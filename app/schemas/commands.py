@@ -1,6 +1,7 @@
 """Command bodies, query parameters and the DeviceCommandResp answer."""
 
-from marshmallow import fields, validate
+import orjson
+from marshmallow import ValidationError, fields, validate
 
 from app.schemas import BaseSchema, PageQuery, StrictInteger, identifier
 from devcmd.clock import to_huawei
@@ -8,10 +9,20 @@ from devcmd.clock import to_huawei
 MAX_EXPIRE = 2**31 - 1
 
 
+def _storable(paras: dict | None) -> None:
+    """paras is stored and answered as JSON with 64-bit integers (as OceanConnect's Long)."""
+    try:
+        orjson.dumps(paras)
+    except TypeError as exc:
+        raise ValidationError("integers must fit in 64 bits") from exc
+
+
 class CommandDTO(BaseSchema):
     serviceId = identifier(required=True)
     method = fields.String(required=True, validate=validate.Length(1, 128))
-    paras = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
+    paras = fields.Dict(
+        keys=fields.String(), load_default=dict, allow_none=True, validate=_storable
+    )
 
 
 class CreateCommandBody(BaseSchema):

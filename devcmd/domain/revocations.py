@@ -27,7 +27,7 @@ def open_task(svc: Services, app_id: str, device_id: str) -> dict:
     svc.broker.sweep(app_id, device_id, task_id)
     task = svc.revocations.get(app_id, device_id, task_id) or {}
     task["status"] = "WAITING"
-    task["deviceCommands"] = svc.commands.load(app_id, ((device_id, c) for c in opened.scoped_ids))
+    task["deviceCommands"] = opened.scoped
     return task
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 
+import orjson
 from redis import Redis
 
 from devcmd import errors
@@ -36,7 +36,7 @@ class CommandStore:
             keys.documents(app_id, device_id),
             keys.expiry(app_id, device_id),
         ]
-        document = json.dumps(record, separators=(",", ":"))
+        document = orjson.dumps(record)
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
         code, *rest = self.scripts.create_command(keys=script_keys, args=args)
         if code >= 0:
@@ -95,10 +95,10 @@ class CommandStore:
                 ids, documents, states, lives, strict=True
             ):
                 if document and status:
-                    record = json.loads(document)
+                    record = orjson.loads(document)
                     record["status"] = status
                     if life:
-                        record.update(json.loads(life))
+                        record.update(orjson.loads(life))
                     found[device_id, command_id] = record
         return [found[pair] for pair in order if pair in found]
 

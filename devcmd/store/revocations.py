@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 from redis import Redis
 
 from devcmd import errors
@@ -16,7 +17,7 @@ TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
 @dataclass(frozen=True)
 class Opened:
     total: int
-    scoped_ids: list[str]
+    scoped: list[dict]
     created: bool
 
 
@@ -55,13 +56,15 @@ class RevocationStore:
                 keys.pending(app_id, device_id),
                 keys.task(app_id, device_id, task_id),
                 keys.device_tasks(app_id, device_id),
+                keys.documents(app_id, device_id),
             ],
             args=[task_id, now, cap, app_id, device_id, "1" if internal else "0"],
         )
         if reply[0] == -1:
             self._unindex(app_id, device_id, task_id)
             raise errors.DeviceNotFound()
-        return Opened(total=reply[1], scoped_ids=reply[2:], created=reply[0] == 1)
+        scoped = [orjson.loads(document) | {"status": "PENDING"} for document in reply[2:]]
+        return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
 
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
         pipe = self.redis.pipeline()

@@ -73,7 +73,7 @@ def application(redis_url: str) -> dict[str, str]:
     try:
         return create_application(svc, app_id=f"e2e-{secrets.token_hex(4)}", secret="e2e-secret")
     finally:
-        svc.redis.close()
+        svc.close()
 
 
 @pytest.fixture

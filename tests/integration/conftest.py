@@ -20,7 +20,7 @@ def svc(redis_url) -> Services:
     config = Config().with_(redis_url=redis_url, sweep_batch=7, callback_timeout=1.0)
     services = Services.from_config(config)
     yield services
-    services.redis.close()
+    services.close()
 
 
 @pytest.fixture

@@ -161,5 +161,6 @@ def test_a_task_survives_a_redis_crash(tmp_path):
         sweep_to_end(svc, "crash", device_id, task_id)
         assert set(statuses(svc, "crash", scoped)) == {"CANCELED"}
         assert revocations.get(svc, "crash", task_id)["status"] == "SUCCESS"
+        svc.close()
     finally:
         server.stop()

@@ -20,6 +20,8 @@ class NullBroker:
 
     def deliver(self, *args, **kwargs) -> None: ...
 
+    def close(self) -> None: ...
+
 
 @pytest.fixture
 def svc() -> Services:

@@ -2,28 +2,32 @@
 -- The scope is every PENDING command with seq in (fence, seq]: those not already in an
 -- earlier task's scope. Raising the fence to the device's current seq is what makes the
 -- revocation effective at once: delivery only hands out commands above the fence.
--- KEYS: 1 device hash, 2 pending queue, 3 task hash, 4 device's task index (zset ms)
+-- KEYS: 1 device hash, 2 pending queue, 3 task hash, 4 device's task index (zset ms),
+--       5 documents hash (the scoped commands listed in the answer are returned whole)
 -- ARGV: 1 taskId, 2 now ms, 3 how many scoped ids to return, 4 appId, 5 deviceId,
 --       6 '1' when the device is being deleted (no further commands accepted)
--- Returns: {1, total, ids...} opened; {0, total, ids...} already open; {-1} device unknown
-local dev, q, task, tasks = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Returns: {1, total, documents...} opened; {0, total, documents...} already open;
+--          {-1} device unknown. Documents are of scoped commands still PENDING, in queue order.
+local dev, q, task, tasks, docs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, now, cap, app_id, device_id, deleting = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 
-local function scoped_ids(lo, hi, total)
+local function scoped(result, lo, hi, total)
   if cap <= 0 or total == 0 then
-    return {}
+    return result
   end
-  return redis.call('ZRANGEBYSCORE', q, '(' .. lo, hi, 'LIMIT', 0, cap)
+  local ids = redis.call('ZRANGEBYSCORE', q, '(' .. lo, hi, 'LIMIT', 0, cap)
+  if #ids > 0 then
+    for _, doc in ipairs(redis.call('HMGET', docs, unpack(ids))) do
+      result[#result + 1] = doc
+    end
+  end
+  return result
 end
 
 local lo = redis.call('HGET', task, 'lo')
 if lo then
   local total = tonumber(redis.call('HGET', task, 'totalCount'))
-  local result = {0, total}
-  for _, cid in ipairs(scoped_ids(lo, redis.call('HGET', task, 'hi'), total)) do
-    result[#result + 1] = cid
-  end
-  return result
+  return scoped({0, total}, lo, redis.call('HGET', task, 'hi'), total)
 end
 if redis.call('EXISTS', dev) == 0 or redis.call('HGET', dev, 'deleted') == '1' then
   return {-1}
@@ -40,8 +44,4 @@ redis.call('HSET', task, 'taskId', id, 'appId', app_id, 'deviceId', device_id,
   'status', 'WAITING', 'lo', lo, 'hi', hi, 'totalCount', total, 'cancelledCount', 0,
   'creationTime', now, 'internal', deleting)
 redis.call('ZADD', tasks, now, id)
-local result = {1, total}
-for _, cid in ipairs(scoped_ids(lo, hi, total)) do
-  result[#result + 1] = cid
-end
-return result
+return scoped({1, total}, lo, hi, total)
