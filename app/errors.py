@@ -27,6 +27,8 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.CommandNotFound: (404, "100434"),
     errors.CommandNotCancellable: (409, "100435"),
     errors.PendingLimitReached: (400, "100223"),
+    errors.IllegalTransition: (409, "200409"),
+    errors.DeviceAuthFailed: (401, "200401"),
     errors.TaskNotFound: (404, "100434"),
 }
 
@@ -58,7 +60,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(errors.DomainError)
     def _domain(exc: errors.DomainError):
         status, code = CATALOGUE.get(type(exc), (500, "100001"))
-        return envelope(status, code, exc.message)
+        response = envelope(status, code, exc.message)
+        if isinstance(exc, errors.DeviceAuthFailed):
+            response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'
+        return response
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError):

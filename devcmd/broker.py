@@ -15,6 +15,7 @@ FLUSH = "devcmd.notifications.flush"
 DELIVER = "devcmd.notifications.deliver"
 RESUME = "devcmd.revocations.resume_stalled"
 DRAIN = "devcmd.notifications.drain_dirty"
+TICK = "devcmd.southbound.tick"
 
 QUEUE_REVOCATIONS = "revocations"
 QUEUE_CALLBACKS = "callbacks"
@@ -46,9 +47,12 @@ def make_celery(config: Config) -> Celery:
             DELIVER: {"queue": QUEUE_CALLBACKS},
             DRAIN: {"queue": QUEUE_CALLBACKS},
         },
+        # A timer tick is due again a second later: never let old ones pile up behind a slow worker.
+        task_annotations={TICK: {"expires": max(config.timer_tick_seconds * 5, 5)}},
         beat_schedule={
             "resume-stalled-revocations": {"task": RESUME, "schedule": 15.0},
             "drain-notification-outboxes": {"task": DRAIN, "schedule": 30.0},
+            "command-timers": {"task": TICK, "schedule": config.timer_tick_seconds},
         },
     )
     return celery

@@ -32,6 +32,10 @@ class Config:
     callback_max_attempts: int = 6
     callback_backoff_base: float = 5.0
     worker_heartbeat_ttl: int = 15
+    ack_timeout: float = 30.0
+    expire_zero_grace_ms: int = 1000
+    timer_tick_seconds: float = 1.0
+    timer_batch: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -73,6 +73,18 @@ class CommandNotCancellable(DomainError):
         self.status = status
 
 
+class IllegalTransition(DomainError):
+    """A device asked for a transition its command's current status does not allow."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"The command is {status}: this transition is not allowed.")
+        self.status = status
+
+
+class DeviceAuthFailed(DomainError):
+    message = "Device credentials (HTTP Basic deviceId:psk) are missing or wrong."
+
+
 class PendingLimitReached(DomainError):
     message = "The device's pending-command limit has been reached."
 

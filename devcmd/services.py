@@ -15,6 +15,7 @@ from devcmd.store.devices import DeviceStore
 from devcmd.store.notifications import OutboxStore
 from devcmd.store.revocations import RevocationStore
 from devcmd.store.scripts import Scripts
+from devcmd.store.southbound import SouthboundStore
 
 
 @dataclass
@@ -60,6 +61,10 @@ class Services:
     @cached_property
     def revocations(self) -> RevocationStore:
         return RevocationStore(self.redis, self.scripts)
+
+    @cached_property
+    def southbound(self) -> SouthboundStore:
+        return SouthboundStore(self.redis, self.scripts)
 
     @cached_property
     def outbox(self) -> OutboxStore:

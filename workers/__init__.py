@@ -7,6 +7,11 @@ from devcmd.broker import make_celery
 from devcmd.config import Config
 
 app = make_celery(Config.from_env())
-app.conf.include = ["workers.revocations", "workers.notifications", "workers.heartbeat"]
+app.conf.include = [
+    "workers.revocations",
+    "workers.notifications",
+    "workers.southbound",
+    "workers.heartbeat",
+]
 
 __all__ = ["app"]

@@ -29,9 +29,9 @@ def create(svc: Services, app_id: str, device_id: str, command: dict, options: d
         "maxRetransmit": options.get("maxRetransmit") or 0,
         "creationTime": now,
     }
-    svc.commands.create(
-        record, due_ms=now + expire * 1000, max_pending=svc.config.max_pending_per_device
-    )
+    # expireTime 0 means "now or never": the command is offered for a moment, then expires.
+    due = now + (expire * 1000 if expire else svc.config.expire_zero_grace_ms)
+    svc.commands.create(record, due_ms=due, max_pending=svc.config.max_pending_per_device)
     record["status"] = "PENDING"
     return record
 

@@ -11,12 +11,14 @@ from redis import Redis
 from devcmd import errors
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
+from devcmd.store.southbound import TimerIndex
 
 
 class CommandStore:
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
         self.scripts = scripts
+        self.timers = TimerIndex(redis)
 
     def create(self, record: dict, due_ms: int, max_pending: int) -> int:
         """Queue a command; returns its sequence number. Raises DeviceNotFound, PendingLimitReached.
@@ -27,6 +29,7 @@ class CommandStore:
         app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
         now = record["creationTime"]
         self._index(app_id, device_id, command_id, now)
+        self.timers.schedule(app_id, device_id, due_ms)
         script_keys = [
             keys.device(app_id, device_id),
             keys.pending(app_id, device_id),
@@ -40,6 +43,7 @@ class CommandStore:
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
         code, *rest = self.scripts.create_command(keys=script_keys, args=args)
         if code >= 0:
+            self.timers.schedule(app_id, device_id, due_ms)
             return rest[0]
         self._unindex(app_id, command_id)
         if code == -1:

@@ -18,8 +18,13 @@ class DeviceStore:
         pipe = self.redis.pipeline()
         pipe.hset(keys.device(app_id, device_id), mapping=record)
         pipe.zadd(keys.app_devices(app_id), {device_id: int(record["createTime"])})
+        pipe.hset(keys.device_owners(), device_id, app_id)
         pipe.execute()
         return True
+
+    def owner(self, device_id: str) -> str | None:
+        """The application a device belongs to (devices authenticate by their own id)."""
+        return self.redis.hget(keys.device_owners(), device_id)
 
     def get(self, app_id: str, device_id: str) -> dict[str, str] | None:
         """The live device, or None if unknown or deleted."""
@@ -33,6 +38,7 @@ class DeviceStore:
         pipe = self.redis.pipeline()
         pipe.hdel(keys.app_nodes(app_id), node_id)
         pipe.zrem(keys.app_devices(app_id), device_id)
+        pipe.hdel(keys.device_owners(), device_id)
         pipe.execute()
 
     def pending_count(self, app_id: str, device_id: str) -> int:

@@ -97,6 +97,26 @@ def lifecycle(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "lifecycle")
 
 
+def in_flight(app_id: str, device_id: str) -> str:
+    """Zset commandId -> ack due ms of SENT commands awaiting the device's acknowledgement."""
+    return _device(app_id, device_id, "in-flight")
+
+
+def retransmit(app_id: str, device_id: str) -> str:
+    """Zset of SENT commands whose ack is overdue, to be sent again before anything else."""
+    return _device(app_id, device_id, "retransmit")
+
+
+def device_owners() -> str:
+    """Hash deviceId -> appId: devices authenticate with their own id alone (southbound)."""
+    return f"{PREFIX}:device-owners"
+
+
+def timers() -> str:
+    """Zset `appId/deviceId` -> the earliest expiry or ack due time of that device's commands."""
+    return f"{PREFIX}:timers"
+
+
 def task(app_id: str, device_id: str, task_id: str) -> str:
     return _device(app_id, device_id, f"task:{task_id}")
 

@@ -8,7 +8,16 @@ from importlib import resources
 from redis import Redis
 from redis.commands.core import Script
 
-NAMES = ("create_command", "cancel_command", "open_task", "sweep_batch")
+NAMES = (
+    "create_command",
+    "cancel_command",
+    "open_task",
+    "sweep_batch",
+    "fetch_commands",
+    "ack_command",
+    "finish_command",
+    "tick_device",
+)
 
 
 @cache
@@ -27,3 +36,7 @@ class Scripts:
     cancel_command: Script
     open_task: Script
     sweep_batch: Script
+    fetch_commands: Script
+    ack_command: Script
+    finish_command: Script
+    tick_device: Script

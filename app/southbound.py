@@ -1,0 +1,42 @@
+"""The device API: devices authenticate with HTTP Basic `deviceId:psk` and take their commands."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from app.context import services
+from app.schemas import json_body, query_args
+from app.schemas.southbound import FetchQuery, ResultBody
+from devcmd.domain import southbound
+
+bp = Blueprint("southbound", __name__, url_prefix="/southbound/v1/devices/<device_id>/commands")
+
+
+def _device_app(device_id: str) -> str:
+    credentials = request.authorization
+    username = credentials.username if credentials else None
+    password = credentials.password if credentials else None
+    return southbound.authenticate(services(), device_id, username, password)
+
+
+@bp.get("")
+def fetch(device_id: str):
+    app_id = _device_app(device_id)
+    limit = query_args(FetchQuery())["max"]
+    return {"commands": southbound.fetch(services(), app_id, device_id, limit)}
+
+
+@bp.post("/<command_id>/ack")
+def ack(device_id: str, command_id: str):
+    southbound.ack(services(), _device_app(device_id), device_id, command_id)
+    return "", 204
+
+
+@bp.post("/<command_id>/result")
+def result(device_id: str, command_id: str):
+    app_id = _device_app(device_id)
+    body = json_body(ResultBody())
+    southbound.finish(
+        services(), app_id, device_id, command_id, body["resultCode"], body["resultDetail"]
+    )
+    return "", 204

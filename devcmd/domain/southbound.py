@@ -1,0 +1,70 @@
+"""What devices do: authenticate, take their next commands, acknowledge them, report results;
+and the timers that expire undelivered commands and retransmit unacknowledged ones."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from devcmd import errors
+from devcmd.clock import now_ms
+from devcmd.domain import ids
+from devcmd.services import Services
+
+RESULT_CODES = ("SUCCESSFUL", "FAILED")
+
+
+def authenticate(svc: Services, device_id: str, username: str | None, psk: str | None) -> str:
+    """The application owning the device, if `username:psk` are its credentials.
+
+    Raises DeviceAuthFailed (also for a device id in the path that is not the caller's own).
+    """
+    if not username or not psk or username != device_id or not ids.is_valid(device_id):
+        raise errors.DeviceAuthFailed()
+    app_id = svc.devices.owner(device_id)
+    device = svc.devices.get(app_id, device_id) if app_id else None
+    digest = hashlib.sha256(psk.encode()).hexdigest()
+    if not device or not hmac.compare_digest(device["pskHash"], digest):
+        raise errors.DeviceAuthFailed()
+    return app_id
+
+
+def fetch(svc: Services, app_id: str, device_id: str, limit: int) -> list[dict]:
+    """The device's next commands in queue order, each now SENT."""
+    ack_ms = int(svc.config.ack_timeout * 1000)
+    notified, sent = svc.southbound.fetch(app_id, device_id, now_ms(), limit, ack_ms)
+    if notified:
+        _notify(svc, app_id, device_id)
+    records = svc.commands.load(app_id, ((device_id, command_id) for command_id in sent))
+    return [{k: r[k] for k in ("commandId", "serviceId", "method", "paras")} for r in records]
+
+
+def ack(svc: Services, app_id: str, device_id: str, command_id: str) -> None:
+    """SENT -> DELIVERED. Raises CommandNotFound or IllegalTransition."""
+    if svc.southbound.ack(app_id, device_id, command_id, now_ms()):
+        _notify(svc, app_id, device_id)
+
+
+def finish(svc: Services, app_id: str, device_id: str, command_id: str, code: str, detail) -> None:
+    """End a command SUCCESSFUL or FAILED. Raises CommandNotFound or IllegalTransition."""
+    svc.southbound.finish(
+        app_id, device_id, command_id, now_ms(), code, json.dumps(detail, separators=(",", ":"))
+    )
+    _notify(svc, app_id, device_id)
+
+
+def tick(svc: Services) -> int:
+    """Run every due device timer (bounded per call); returns how many devices were looked at."""
+    now = now_ms()
+    due = svc.southbound.timers.due(now, svc.config.timer_batch)
+    for app_id, device_id in due:
+        result = svc.southbound.tick(app_id, device_id, now, svc.config.timer_batch)
+        if result.expired or result.timed_out:
+            _notify(svc, app_id, device_id)
+    return len(due)
+
+
+def _notify(svc: Services, app_id: str, device_id: str) -> None:
+    svc.outbox.mark_dirty(app_id, device_id)
+    svc.broker.flush(app_id, device_id)

@@ -1,0 +1,27 @@
+-- A device reports a command's result: SENT or DELIVERED -> SUCCESSFUL | FAILED (a result
+-- implies delivery). Every terminal state is final: a second result is refused and changes nothing.
+-- KEYS: 1 status hash, 2 lifecycle hash, 3 in-flight zset, 4 retransmit zset, 5 outbox, 6 callback-url hash
+-- ARGV: 1 commandId, 2 now ms, 3 SUCCESSFUL | FAILED, 4 resultDetail as JSON
+-- Returns: {1} finished now; {-1} unknown; {-2, status} not SENT or DELIVERED
+local st, life, inflight, retry, outbox, cb = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, now, code, detail = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+
+local status = redis.call('HGET', st, id)
+if not status then
+  return {-1}
+end
+if status ~= 'SENT' and status ~= 'DELIVERED' then
+  return {-2, status}
+end
+local fields = cjson.decode(redis.call('HGET', life, id) or '{}')
+fields.deliveredTime = fields.deliveredTime or now
+fields.executeTime = now
+fields.result = {resultCode = code, resultDetail = cjson.decode(detail)}
+redis.call('HSET', life, id, cjson.encode(fields))
+redis.call('HSET', st, id, code)
+redis.call('ZREM', inflight, id)
+redis.call('ZREM', retry, id)
+if redis.call('HEXISTS', cb, id) == 1 then
+  redis.call('RPUSH', outbox, code .. ' ' .. now .. ' ' .. id)
+end
+return {1}

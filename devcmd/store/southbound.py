@@ -1,0 +1,132 @@
+"""Device-facing transitions (fetch, ack, result) and the per-device timers, all through Lua."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from devcmd import errors
+from devcmd.store import keys
+from devcmd.store.scripts import Scripts
+
+
+@dataclass(frozen=True)
+class Tick:
+    expired: int
+    retransmitting: int
+    timed_out: int
+    next_due: int | None
+
+
+class TimerIndex:
+    """The global zset of devices with timers, scored by their earliest due time."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def schedule(self, app_id: str, device_id: str, due_ms: int) -> None:
+        """Make sure the device is looked at by `due_ms` (only ever moves its time earlier).
+
+        Callers schedule before and after the Lua step that creates the timer: before, so a
+        crash in between cannot lose it; after, so a tick racing with the step cannot hide it.
+        """
+        self.redis.zadd(keys.timers(), {f"{app_id}/{device_id}": due_ms}, lt=True)
+
+    def due(self, now: int, limit: int) -> list[tuple[str, str]]:
+        members = self.redis.zrangebyscore(keys.timers(), "-inf", now, start=0, num=limit)
+        return [tuple(member.split("/", 1)) for member in members]
+
+    def reschedule(self, app_id: str, device_id: str, next_due: int | None) -> None:
+        member = f"{app_id}/{device_id}"
+        if next_due is None:
+            self.redis.zrem(keys.timers(), member)
+        else:
+            self.redis.zadd(keys.timers(), {member: next_due})
+
+
+def _transition_keys(app_id: str, device_id: str) -> list[str]:
+    return [
+        keys.statuses(app_id, device_id),
+        keys.lifecycle(app_id, device_id),
+        keys.in_flight(app_id, device_id),
+        keys.retransmit(app_id, device_id),
+        keys.outbox(app_id, device_id),
+        keys.callbacks(app_id, device_id),
+    ]
+
+
+def _raise_for(reply: list) -> None:
+    if reply[0] == -1:
+        raise errors.CommandNotFound()
+    if reply[0] == -2:
+        raise errors.IllegalTransition(reply[1])
+
+
+class SouthboundStore:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.timers = TimerIndex(redis)
+
+    def fetch(
+        self, app_id: str, device_id: str, now: int, limit: int, ack_ms: int
+    ) -> tuple[bool, list[str]]:
+        """Mark up to `limit` deliverable commands SENT; returns (outbox written, their ids)."""
+        self.timers.schedule(app_id, device_id, now + ack_ms)
+        reply = self.scripts.fetch_commands(
+            keys=[
+                keys.device(app_id, device_id),
+                keys.pending(app_id, device_id),
+                keys.statuses(app_id, device_id),
+                keys.lifecycle(app_id, device_id),
+                keys.in_flight(app_id, device_id),
+                keys.retransmit(app_id, device_id),
+                keys.expiry(app_id, device_id),
+                keys.outbox(app_id, device_id),
+                keys.callbacks(app_id, device_id),
+            ],
+            args=[now, limit, ack_ms],
+        )
+        if reply[0] == -1:
+            raise errors.DeviceNotFound()
+        if len(reply) > 1:
+            self.timers.schedule(app_id, device_id, now + ack_ms)
+        return reply[0] == 1, reply[1:]
+
+    def ack(self, app_id: str, device_id: str, command_id: str, now: int) -> bool:
+        """SENT -> DELIVERED; False if it was already DELIVERED. Raises on anything else."""
+        reply = self.scripts.ack_command(
+            keys=_transition_keys(app_id, device_id), args=[command_id, now]
+        )
+        _raise_for(reply)
+        return reply[0] == 1
+
+    def finish(
+        self, app_id: str, device_id: str, command_id: str, now: int, code: str, detail: str
+    ) -> None:
+        """SENT or DELIVERED -> SUCCESSFUL | FAILED. Raises CommandNotFound, IllegalTransition."""
+        reply = self.scripts.finish_command(
+            keys=_transition_keys(app_id, device_id), args=[command_id, now, code, detail]
+        )
+        _raise_for(reply)
+
+    def tick(self, app_id: str, device_id: str, now: int, limit: int) -> Tick:
+        """Run the device's due timers (expiry, ack timeout) and reschedule it."""
+        expired, retransmitting, timed_out, next_due = self.scripts.tick_device(
+            keys=[
+                keys.pending(app_id, device_id),
+                keys.statuses(app_id, device_id),
+                keys.lifecycle(app_id, device_id),
+                keys.in_flight(app_id, device_id),
+                keys.retransmit(app_id, device_id),
+                keys.expiry(app_id, device_id),
+                keys.outbox(app_id, device_id),
+                keys.callbacks(app_id, device_id),
+                keys.documents(app_id, device_id),
+            ],
+            args=[now, limit],
+        )
+        tick = Tick(expired, retransmitting, timed_out, None if next_due == -1 else next_due)
+        self.timers.reschedule(app_id, device_id, tick.next_due)
+        return tick
