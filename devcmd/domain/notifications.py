@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 EVENTS_PER_DRAIN = 20
 NOTIFICATIONS_PER_TASK = 500
 LOCK_MS = 30_000
+FINISHED = ("SUCCESSFUL", "FAILED")
 
 
 def flush(svc: Services, app_id: str, device_id: str) -> bool:
@@ -39,9 +40,11 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
             by_url: dict[str, list[dict]] = defaultdict(list)
             for event in events:
                 urls = svc.outbox.callback_urls(app_id, device_id, event.command_ids)
-                for command_id, url in zip(event.command_ids, urls, strict=True):
+                details = _details(svc, app_id, device_id, event)
+                for command_id, url, detail in zip(event.command_ids, urls, details, strict=True):
                     if url:
-                        by_url[url].append(_notification(app_id, device_id, event, command_id, url))
+                        notification = _notification(app_id, device_id, event, command_id, url)
+                        by_url[url].append(notification | {"detail": detail})
             for pending in by_url.values():
                 for start in range(0, len(pending), NOTIFICATIONS_PER_TASK):
                     svc.broker.deliver(pending[start : start + NOTIFICATIONS_PER_TASK], attempt=1)
@@ -49,6 +52,13 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
     finally:
         svc.outbox.unlock(app_id, device_id, token)
     return True
+
+
+def _details(svc: Services, app_id: str, device_id: str, event) -> list:
+    """The device's resultDetail for SUCCESSFUL/FAILED events; None for other changes."""
+    if event.status in FINISHED:
+        return svc.outbox.result_details(app_id, device_id, event.command_ids)
+    return [None] * len(event.command_ids)
 
 
 def _notification(app_id: str, device_id: str, event, command_id: str, url: str) -> dict:
@@ -68,7 +78,10 @@ def body(notification: dict) -> dict:
     return {
         "deviceId": notification["deviceId"],
         "commandId": notification["commandId"],
-        "result": {"resultCode": notification["status"], "resultDetail": None},
+        "result": {
+            "resultCode": notification["status"],
+            "resultDetail": notification.get("detail"),
+        },
     }
 
 

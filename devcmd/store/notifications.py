@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import orjson
 from redis import Redis
 
 from devcmd.store import keys
@@ -65,3 +66,11 @@ class OutboxStore:
 
     def callback_urls(self, app_id: str, device_id: str, command_ids: list[str]) -> list:
         return self.redis.hmget(keys.callbacks(app_id, device_id), command_ids)
+
+    def result_details(self, app_id: str, device_id: str, command_ids: list[str]) -> list:
+        """The devices' `resultDetail` of finished commands (None where there is none)."""
+        lives = self.redis.hmget(keys.lifecycle(app_id, device_id), command_ids)
+        return [
+            orjson.loads(life).get("result", {}).get("resultDetail") if life else None
+            for life in lives
+        ]

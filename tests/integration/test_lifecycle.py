@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from devcmd.clock import now_ms
@@ -129,3 +132,23 @@ def test_a_sweep_and_a_fetch_racing_never_share_a_command(svc, app_id, device_id
     assert handed == later
     assert {status(svc, app_id, c) for c in scoped} == {"CANCELED"}
     notifications.flush(svc, app_id, device_id)
+
+
+def test_result_callbacks_carry_the_devices_result_detail(svc, app_id, device_id):
+    url = {"callbackUrl": "http://127.0.0.1:9/cb"}
+    command_id = commands.create(svc, app_id, device_id, COMMAND, url)["commandId"]
+    fetch(svc, app_id, device_id, now_ms())
+    southbound.finish(svc, app_id, device_id, command_id, "SUCCESSFUL", {"level": 7})
+    notifications.flush(svc, app_id, device_id)
+    sent = svc.redis.lrange("callbacks", 0, -1)
+    bodies = [notifications.body(n) for raw in sent for n in deliveries_in(raw)]
+    by_code = {b["result"]["resultCode"]: b["result"]["resultDetail"] for b in bodies}
+    assert by_code == {"SENT": None, "SUCCESSFUL": {"level": 7}}
+
+
+def deliveries_in(raw: str) -> list[dict]:
+    message = json.loads(raw)
+    if message["headers"]["task"] != "devcmd.notifications.deliver":
+        return []
+    args, _, _ = json.loads(base64.b64decode(message["body"]))
+    return args[0]
