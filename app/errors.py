@@ -59,7 +59,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(errors.DomainError)
     def _domain(exc: errors.DomainError):
-        status, code = CATALOGUE.get(type(exc), (500, "100001"))
+        known = next((cls for cls in type(exc).__mro__ if cls in CATALOGUE), None)
+        status, code = CATALOGUE[known] if known else (500, "100001")
         response = envelope(status, code, exc.message)
         if isinstance(exc, errors.DeviceAuthFailed):
             response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'

@@ -16,6 +16,7 @@ DELIVER = "devcmd.notifications.deliver"
 RESUME = "devcmd.revocations.resume_stalled"
 DRAIN = "devcmd.notifications.drain_dirty"
 TICK = "devcmd.southbound.tick"
+RETRY = "devcmd.notifications.retry_due"
 
 QUEUE_REVOCATIONS = "revocations"
 QUEUE_CALLBACKS = "callbacks"
@@ -46,13 +47,18 @@ def make_celery(config: Config) -> Celery:
             FLUSH: {"queue": QUEUE_CALLBACKS},
             DELIVER: {"queue": QUEUE_CALLBACKS},
             DRAIN: {"queue": QUEUE_CALLBACKS},
+            RETRY: {"queue": QUEUE_CALLBACKS},
         },
         # A timer tick is due again a second later: never let old ones pile up behind a slow worker.
-        task_annotations={TICK: {"expires": max(config.timer_tick_seconds * 5, 5)}},
+        task_annotations={
+            TICK: {"expires": max(config.timer_tick_seconds * 5, 5)},
+            RETRY: {"expires": 5},
+        },
         beat_schedule={
             "resume-stalled-revocations": {"task": RESUME, "schedule": 15.0},
             "drain-notification-outboxes": {"task": DRAIN, "schedule": 30.0},
             "command-timers": {"task": TICK, "schedule": config.timer_tick_seconds},
+            "callback-retries": {"task": RETRY, "schedule": 1.0},
         },
     )
     return celery
@@ -73,5 +79,6 @@ class Broker:
     def flush(self, app_id: str, device_id: str, countdown: float = 0) -> None:
         self.celery.send_task(FLUSH, args=[app_id, device_id], countdown=countdown or None)
 
-    def deliver(self, notifications: list[dict], attempt: int, countdown: float = 0) -> None:
-        self.celery.send_task(DELIVER, args=[notifications, attempt], countdown=countdown or None)
+    def deliver(self, refs: list[list[str]]) -> None:
+        """Deliver notifications named by [appId, deviceId, notificationId]."""
+        self.celery.send_task(DELIVER, args=[refs])

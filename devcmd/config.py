@@ -29,8 +29,10 @@ class Config:
     sweep_step_seconds: float = 2.0
     stall_seconds: int = 60
     callback_timeout: float = 5.0
-    callback_max_attempts: int = 6
-    callback_backoff_base: float = 5.0
+    callback_retry_schedule: str = "5,30,120,600,3600,21600"
+    callback_breaker_failures: int = 5
+    callback_breaker_cooldown: float = 30.0
+    callback_allow_private: bool = True
     worker_heartbeat_ttl: int = 15
     ack_timeout: float = 30.0
     expire_zero_grace_ms: int = 1000
@@ -54,6 +56,11 @@ class Config:
     def with_(self, **changes) -> Config:
         """A copy with some settings changed (tests use this, not environment patches)."""
         return replace(self, **changes)
+
+    @property
+    def retry_schedule(self) -> list[float]:
+        """Seconds before each retry of a callback (then it is marked failed), +-20% jitter."""
+        return [float(step) for step in self.callback_retry_schedule.split(",") if step.strip()]
 
     @property
     def broker_url(self) -> str:

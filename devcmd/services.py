@@ -12,7 +12,7 @@ from devcmd.config import Config
 from devcmd.store.auth import AppStore, TokenStore
 from devcmd.store.commands import CommandStore
 from devcmd.store.devices import DeviceStore
-from devcmd.store.notifications import OutboxStore
+from devcmd.store.notifications import NotificationStore, OutboxStore
 from devcmd.store.revocations import RevocationStore
 from devcmd.store.scripts import Scripts
 from devcmd.store.southbound import SouthboundStore
@@ -65,6 +65,10 @@ class Services:
     @cached_property
     def southbound(self) -> SouthboundStore:
         return SouthboundStore(self.redis, self.scripts)
+
+    @cached_property
+    def notifications(self) -> NotificationStore:
+        return NotificationStore(self.redis)
 
     @cached_property
     def outbox(self) -> OutboxStore:

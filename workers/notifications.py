@@ -1,32 +1,31 @@
-"""Callback delivery: drain outboxes into per-receiver batches and POST them with retries."""
+"""Callback delivery: drain outboxes into delivery tasks, deliver concurrently, run due retries."""
 
 from __future__ import annotations
 
-import requests
 from celery.signals import worker_process_shutdown
 from celery.utils.log import get_task_logger
 
 from devcmd import broker
-from devcmd.domain import notifications
+from devcmd.domain import delivery, notifications
 from workers import app
 from workers.base import DevcmdTask
 
 log = get_task_logger(__name__)
-_session: requests.Session | None = None
+_sender: delivery.Sender | None = None
 
 
-def session() -> requests.Session:
-    """One pooled keep-alive HTTP session per worker process."""
-    global _session
-    if _session is None:
-        _session = requests.Session()
-    return _session
+def sender() -> delivery.Sender:
+    """One sender (thread pool, keep-alive sessions) per worker process, made after the fork."""
+    global _sender  # one per worker process, by design
+    if _sender is None:
+        _sender = delivery.Sender()
+    return _sender
 
 
 @worker_process_shutdown.connect
-def _close_session(**_: object) -> None:
-    if _session is not None:
-        _session.close()
+def _close_sender(**_: object) -> None:
+    if _sender is not None:
+        _sender.close()
 
 
 @app.task(name=broker.FLUSH, base=DevcmdTask, bind=True, max_retries=300)
@@ -36,15 +35,15 @@ def flush(self: DevcmdTask, app_id: str, device_id: str) -> None:
 
 
 @app.task(name=broker.DELIVER, base=DevcmdTask, bind=True)
-def deliver(self: DevcmdTask, batch: list[dict], attempt: int) -> None:
-    failed = notifications.deliver(self.svc, session(), batch)
-    if not failed:
-        return
-    if attempt >= self.svc.config.callback_max_attempts:
-        log.error("giving up on %d notification(s) after %d attempts", len(failed), attempt)
-        return
-    delay = notifications.backoff(self.svc, attempt)
-    self.svc.broker.deliver(failed, attempt + 1, countdown=delay)
+def deliver(self: DevcmdTask, refs: list[list[str]]) -> dict[str, int]:
+    counts = delivery.deliver(self.svc, sender(), refs)
+    log.info("callbacks: %s", counts)
+    return counts
+
+
+@app.task(name=broker.RETRY, base=DevcmdTask, bind=True)
+def retry_due(self: DevcmdTask) -> int:
+    return notifications.retry_due(self.svc)
 
 
 @app.task(name=broker.DRAIN, base=DevcmdTask, bind=True)

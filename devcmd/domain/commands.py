@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from devcmd import errors
 from devcmd.clock import now_ms
-from devcmd.domain import ids
+from devcmd.domain import callback_guard, ids
 from devcmd.services import Services
 
 DEFAULT_EXPIRE_SECONDS = 172_800
@@ -14,6 +14,8 @@ def create(svc: Services, app_id: str, device_id: str, command: dict, options: d
     """Queue a command (PENDING). Raises DeviceNotFound or PendingLimitReached."""
     if not ids.is_valid(device_id):
         raise errors.DeviceNotFound()
+    if options.get("callbackUrl"):
+        callback_guard.check_url(options["callbackUrl"], svc.config.callback_allow_private)
     now = now_ms()
     expire = options.get("expireTime")
     expire = DEFAULT_EXPIRE_SECONDS if expire is None else expire

@@ -1,21 +1,18 @@
 """Callback notifications: drain a device's outbox into delivery batches, and deliver them.
 
-Delivery is at-least-once: an event leaves the outbox only after its delivery task is enqueued,
-and a delivery task re-enqueues what failed with exponential backoff. Receivers deduplicate on
-the `webhook-id` header, which is stable across retries.
+Delivery (`devcmd.domain.delivery`) is at-least-once: an event leaves the outbox only after its
+records exist and its delivery task is enqueued; failed attempts are retried on the schedule in
+CALLBACK_RETRY_SCHEDULE through a Redis due-time set. Receivers deduplicate on `webhook-id`,
+which is stable across retries.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 from collections import defaultdict
-from datetime import UTC, datetime
 
-import requests
-from standardwebhooks.webhooks import Webhook
-
+from devcmd.clock import now_ms
+from devcmd.domain import commands
 from devcmd.services import Services
 
 log = logging.getLogger(__name__)
@@ -24,6 +21,11 @@ EVENTS_PER_DRAIN = 20
 NOTIFICATIONS_PER_TASK = 500
 LOCK_MS = 30_000
 FINISHED = ("SUCCESSFUL", "FAILED")
+STATUS_ORDER = {
+    "SENT": 0, "DELIVERED": 1, "SUCCESSFUL": 2, "FAILED": 2, "TIMEOUT": 2, "EXPIRED": 0,
+    "CANCELED": 0,
+}  # fmt: skip
+RETRY_CLAIM = 2000
 
 
 def flush(svc: Services, app_id: str, device_id: str) -> bool:
@@ -37,17 +39,17 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
         return False
     try:
         while events := svc.outbox.peek(app_id, device_id, EVENTS_PER_DRAIN):
-            by_url: dict[str, list[dict]] = defaultdict(list)
+            records = []
             for event in events:
                 urls = svc.outbox.callback_urls(app_id, device_id, event.command_ids)
                 details = _details(svc, app_id, device_id, event)
                 for command_id, url, detail in zip(event.command_ids, urls, details, strict=True):
                     if url:
-                        notification = _notification(app_id, device_id, event, command_id, url)
-                        by_url[url].append(notification | {"detail": detail})
-            for pending in by_url.values():
-                for start in range(0, len(pending), NOTIFICATIONS_PER_TASK):
-                    svc.broker.deliver(pending[start : start + NOTIFICATIONS_PER_TASK], attempt=1)
+                        records.append(_record(app_id, device_id, event, command_id, url, detail))
+            fresh = svc.notifications.create(records)
+            refs = [[app_id, device_id, r["id"]] for r in fresh]
+            for start in range(0, len(refs), NOTIFICATIONS_PER_TASK):
+                svc.broker.deliver(refs[start : start + NOTIFICATIONS_PER_TASK])
             svc.outbox.drop(app_id, device_id, len(events))
     finally:
         svc.outbox.unlock(app_id, device_id, token)
@@ -61,7 +63,7 @@ def _details(svc: Services, app_id: str, device_id: str, event) -> list:
     return [None] * len(event.command_ids)
 
 
-def _notification(app_id: str, device_id: str, event, command_id: str, url: str) -> dict:
+def _record(app_id: str, device_id: str, event, command_id: str, url: str, detail) -> dict:
     return {
         "id": f"msg_{command_id}_{event.status}",
         "appId": app_id,
@@ -70,80 +72,31 @@ def _notification(app_id: str, device_id: str, event, command_id: str, url: str)
         "status": event.status,
         "at": event.at_ms,
         "url": url,
+        "detail": detail,
+        "state": "pending",
+        "attempts": [],
+        "attemptCount": 0,
+        "nextAttempt": event.at_ms,
     }
 
 
-def body(notification: dict) -> dict:
-    """The OceanConnect command-status callback body."""
-    return {
-        "deviceId": notification["deviceId"],
-        "commandId": notification["commandId"],
-        "result": {
-            "resultCode": notification["status"],
-            "resultDetail": notification.get("detail"),
-        },
-    }
+def retry_due(svc: Services) -> int:
+    """Hand notifications whose retry is due to delivery tasks; returns how many."""
+    claimed = svc.notifications.claim_due(now_ms(), RETRY_CLAIM)
+    by_device: dict[tuple[str, str], list[list[str]]] = defaultdict(list)
+    for app_id, device_id, notification_id in claimed:
+        by_device[app_id, device_id].append([app_id, device_id, notification_id])
+    for refs in by_device.values():
+        for start in range(0, len(refs), NOTIFICATIONS_PER_TASK):
+            svc.broker.deliver(refs[start : start + NOTIFICATIONS_PER_TASK])
+    return len(claimed)
 
 
-def deliver(svc: Services, session: requests.Session, batch: list[dict]) -> list[dict]:
-    """POST each notification; returns those that must be retried.
-
-    After a connection error or timeout the rest of the batch for that URL is not tried now,
-    so one dead receiver costs one timeout per batch, not one per notification.
-    """
-    failed: list[dict] = []
-    dead: set[str] = set()
-    timeout = svc.config.callback_timeout
-    signers = _signers(svc, {n["appId"] for n in batch})
-    for notification in batch:
-        url = notification["url"]
-        if url in dead:
-            failed.append(notification)
-            continue
-        payload = json.dumps(body(notification), separators=(",", ":"))
-        try:
-            response = session.post(
-                url,
-                data=payload,
-                headers=_headers(signers.get(notification["appId"]), notification, payload),
-                timeout=(min(timeout, 3.0), timeout),
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            log.warning("callback to %s failed: %s", url, exc)
-            dead.add(url)
-            failed.append(notification)
-            continue
-        if response.status_code == 410:
-            continue
-        if not 200 <= response.status_code < 300:
-            failed.append(notification)
-    return failed
-
-
-def _signers(svc: Services, app_ids: set[str]) -> dict[str, Webhook]:
-    """One Standard Webhooks signer per application, from its current webhookSecret."""
-    apps = {app_id: svc.apps.get(app_id) for app_id in app_ids}
-    return {app_id: Webhook(app["webhookSecret"]) for app_id, app in apps.items() if app}
-
-
-def _headers(signer: Webhook | None, notification: dict, payload: str) -> dict[str, str]:
-    """Standard Webhooks headers; `webhook-id` is the same on every retry of a notification."""
-    now = datetime.now(UTC)
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": notification["id"],
-        "webhook-timestamp": str(int(now.timestamp())),
-    }
-    if signer is not None:
-        headers["webhook-signature"] = signer.sign(notification["id"], now, payload)
-    return headers
-
-
-def backoff(svc: Services, attempt: int) -> float:
-    """Seconds before attempt `attempt + 1`: exponential with full jitter."""
-    ceiling = svc.config.callback_backoff_base * (2 ** (attempt - 1))
-    return min(ceiling, 3000.0) * (0.5 + random.random() / 2)
+def history(svc: Services, app_id: str, command_id: str) -> list[dict]:
+    """Every notification of one command with its attempts, in status order."""
+    command = commands.get(svc, app_id, command_id)
+    ids = [f"msg_{command_id}_{status}" for status in STATUS_ORDER]
+    return [r for r in svc.notifications.load(app_id, command["deviceId"], ids) if r]
 
 
 def drain_dirty(svc: Services) -> int:

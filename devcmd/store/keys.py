@@ -149,3 +149,18 @@ def active_tasks() -> str:
 def workers() -> str:
     """Zset worker hostname -> last heartbeat ms."""
     return f"{PREFIX}:workers"
+
+
+def notifications(app_id: str, device_id: str) -> str:
+    """Hash `msg_<commandId>_<status>` -> JSON record of that notification: state and attempts."""
+    return _device(app_id, device_id, "notifications")
+
+
+def notifications_due() -> str:
+    """Zset `appId/deviceId/notificationId` -> when its next delivery attempt is due (ms)."""
+    return f"{PREFIX}:notifications:due"
+
+
+def receiver(url_origin: str) -> str:
+    """Hash of one receiver's circuit breaker: consecutive failures, open until (ms)."""
+    return f"{PREFIX}:receiver:{url_origin}"

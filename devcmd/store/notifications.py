@@ -74,3 +74,67 @@ class OutboxStore:
             orjson.loads(life).get("result", {}).get("resultDetail") if life else None
             for life in lives
         ]
+
+
+class NotificationStore:
+    """Notification records (state and attempt history), the retry schedule, receiver breakers."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def create(self, records: list[dict]) -> list[dict]:
+        """Store new records; returns those that did not exist yet (a re-drained event is
+        delivered again, but its record and history are kept)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for record in records:
+            key = keys.notifications(record["appId"], record["deviceId"])
+            pipe.hsetnx(key, record["id"], orjson.dumps(record))
+        created = pipe.execute() if records else []
+        return [record for record, new in zip(records, created, strict=True) if new]
+
+    def save(self, records: list[dict]) -> None:
+        """Write records (keyed by their `id`) of possibly several devices in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for record in records:
+            key = keys.notifications(record["appId"], record["deviceId"])
+            pipe.hset(key, record["id"], orjson.dumps(record))
+        pipe.execute()
+
+    def load(self, app_id: str, device_id: str, ids: list[str]) -> list[dict | None]:
+        raw = self.redis.hmget(keys.notifications(app_id, device_id), ids) if ids else []
+        return [orjson.loads(r) if r else None for r in raw]
+
+    def schedule(self, records: list[dict], due_ms: dict[str, int]) -> None:
+        """Put notifications on the retry schedule at their due times (ms by id)."""
+        members = {_due_member(r): due_ms[r["id"]] for r in records}
+        if members:
+            self.redis.zadd(keys.notifications_due(), members)
+
+    def claim_due(self, now: int, limit: int) -> list[tuple[str, str, str]]:
+        """Take due notifications off the schedule; each is claimed by exactly one caller."""
+        members = self.redis.zrangebyscore(keys.notifications_due(), "-inf", now, 0, limit)
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            pipe.zrem(keys.notifications_due(), member)
+        claimed = [m for m, won in zip(members, pipe.execute(), strict=True) if won]
+        return [tuple(m.split("/", 2)) for m in claimed]
+
+    def breaker(self, origin: str) -> tuple[int, int]:
+        """(consecutive failures, open until ms) of a receiver."""
+        failures, until = self.redis.hmget(keys.receiver(origin), ["failures", "openUntil"])
+        return int(failures or 0), int(until or 0)
+
+    def record_outcome(self, origin: str, ok: bool, threshold: int, cooldown_ms: int, now: int):
+        """Count a receiver's consecutive failures; at `threshold` open its breaker."""
+        key = keys.receiver(origin)
+        if ok:
+            self.redis.delete(key)
+            return
+        failures = self.redis.hincrby(key, "failures", 1)
+        if failures >= threshold:
+            self.redis.hset(key, "openUntil", now + cooldown_ms)
+        self.redis.expire(key, 86_400)
+
+
+def _due_member(record: dict) -> str:
+    return f"{record['appId']}/{record['deviceId']}/{record['id']}"

@@ -20,13 +20,14 @@ from tests.e2e.processes import (
     PROCESSES,
     Process,
     child_env,
+    start_beat,
     start_web,
     start_worker,
     wait_healthy,
 )
 from tests.e2e.receiver import Receiver
 
-CALLBACK_BACKOFF_BASE = 0.2  # seconds: a failed callback is retried within a fraction of one
+CALLBACK_RETRY_SCHEDULE = "0.2,0.2,0.2"  # seconds: a failed callback is retried at once
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture
 def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> Stack:
-    """gunicorn (2 workers) and one Celery worker, up once `/healthz` answers 200."""
+    """gunicorn (2 workers), one Celery worker and beat, up once `/healthz` answers 200."""
     port = free_port()
     web = start_web(port, child_env(redis_url, tmp_path / "home"), tmp_path)
     worker_env = child_env(
-        redis_url, tmp_path / "home", callback_backoff_base=CALLBACK_BACKOFF_BASE
+        redis_url,
+        tmp_path / "home",
+        callback_retry_schedule=CALLBACK_RETRY_SCHEDULE,
+        callback_breaker_cooldown=0.3,  # the flaky receiver fails every first attempt on purpose
     )
     worker = start_worker(worker_env, tmp_path)
-    processes = [web, worker]
+    beat = start_beat(worker_env, tmp_path)
+    processes = [web, worker, beat]
     request.node.stash[PROCESSES] = processes
     try:
         base_url = f"http://127.0.0.1:{port}"

@@ -97,6 +97,16 @@ def start_worker(env: dict[str, str], log_dir: Path) -> Process:
     return Process("celery-worker", args, env, log_dir)
 
 
+def start_beat(env: dict[str, str], log_dir: Path) -> Process:
+    """Celery beat (timers, callback retries, stalled-task recovery), as `devcmd run` starts it."""
+    args = [
+        sys.executable, "-m", "celery", "-A", "workers", "beat",
+        "--schedule", str(log_dir / "celerybeat-schedule"),
+        "--loglevel", "INFO",
+    ]  # fmt: skip
+    return Process("celery-beat", args, env, log_dir)
+
+
 def report(processes: list[Process]) -> str:
     """Every process's exit state and output tail, for failure messages."""
     parts = []

@@ -40,6 +40,7 @@ class Receiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.received: list[tuple[dict, dict]] = []
         self.raw: dict[str, bytes] = {}
+        self.on_post = lambda body: None
         self.statuses = statuses or []
         self.lock = threading.Lock()
 
@@ -56,7 +57,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.raw[self.headers.get("webhook-id")] = raw
-        self.server.received.append((dict(self.headers), json.loads(raw)))
+        body = json.loads(raw)
+        self.server.received.append((dict(self.headers), body))
+        self.server.on_post(body)
         self.send_response(self.server.next_status())
         self.send_header("Content-Length", "0")
         self.end_headers()

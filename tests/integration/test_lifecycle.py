@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
 
 from devcmd.clock import now_ms
-from devcmd.domain import commands, notifications, revocations, southbound
+from devcmd.domain import commands, delivery, notifications, revocations, southbound
 from devcmd.store import keys
 from devcmd.store.notifications import Event
 
@@ -140,15 +137,9 @@ def test_result_callbacks_carry_the_devices_result_detail(svc, app_id, device_id
     fetch(svc, app_id, device_id, now_ms())
     southbound.finish(svc, app_id, device_id, command_id, "SUCCESSFUL", {"level": 7})
     notifications.flush(svc, app_id, device_id)
-    sent = svc.redis.lrange("callbacks", 0, -1)
-    bodies = [notifications.body(n) for raw in sent for n in deliveries_in(raw)]
-    by_code = {b["result"]["resultCode"]: b["result"]["resultDetail"] for b in bodies}
-    assert by_code == {"SENT": None, "SUCCESSFUL": {"level": 7}}
-
-
-def deliveries_in(raw: str) -> list[dict]:
-    message = json.loads(raw)
-    if message["headers"]["task"] != "devcmd.notifications.deliver":
-        return []
-    args, _, _ = json.loads(base64.b64decode(message["body"]))
-    return args[0]
+    records = notifications.history(svc, app_id, command_id)
+    bodies = {r["status"]: delivery.body(r)["result"] for r in records}
+    assert bodies == {
+        "SENT": {"resultCode": "SENT", "resultDetail": None},
+        "SUCCESSFUL": {"resultCode": "SUCCESSFUL", "resultDetail": {"level": 7}},
+    }

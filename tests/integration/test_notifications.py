@@ -1,16 +1,17 @@
-"""Callback notifications against a real Redis and a real HTTP receiver on 127.0.0.1."""
+"""Callback notifications against a real Redis and real HTTP receivers on 127.0.0.1."""
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import pytest
-import requests
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from devcmd.domain import auth, commands, notifications, revocations
+from devcmd.clock import now_ms
+from devcmd.domain import auth, commands, delivery, notifications, revocations, southbound
 from devcmd.embedded import free_port
 from devcmd.store import keys
 
@@ -18,18 +19,25 @@ pytestmark = pytest.mark.integration
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 
 
-def queued_deliveries(svc) -> list[list[dict]]:
-    """The notification batches published to the `callbacks` Celery queue."""
-    batches = []
-    for raw in svc.redis.lrange("callbacks", 0, -1):
+@pytest.fixture
+def sender():
+    pool = delivery.Sender(threads=8)
+    yield pool
+    pool.close()
+
+
+def queued_refs(svc) -> list[list[str]]:
+    """The notification references published to the `callbacks` Celery queue, oldest first."""
+    refs = []
+    for raw in reversed(svc.redis.lrange("callbacks", 0, -1)):
         message = json.loads(raw)
         if message["headers"]["task"] == "devcmd.notifications.deliver":
             args, _, _ = json.loads(base64.b64decode(message["body"]))
-            batches.append(args[0])
-    return batches
+            refs += args[0]
+    return refs
 
 
-def cancelled_with_callbacks(svc, app_id, device_id, url, count):
+def cancelled_with_callbacks(svc, app_id, device_id, url, count) -> list[str]:
     ids = [
         commands.create(svc, app_id, device_id, COMMAND, {"callbackUrl": url})["commandId"]
         for _ in range(count)
@@ -37,24 +45,32 @@ def cancelled_with_callbacks(svc, app_id, device_id, url, count):
     task_id = revocations.open_task(svc, app_id, device_id)["taskId"]
     while not revocations.sweep(svc, app_id, device_id, task_id).done:
         pass
+    notifications.flush(svc, app_id, device_id)
     return ids
+
+
+def record(svc, app_id, command_id, status="CANCELED") -> dict:
+    (found,) = [r for r in notifications.history(svc, app_id, command_id) if r["status"] == status]
+    return found
 
 
 def test_flush_hands_every_event_over_once_then_empties_the_outbox(svc, app_id, device_id):
     ids = cancelled_with_callbacks(svc, app_id, device_id, "http://127.0.0.1:9/a", 30)
-    assert notifications.flush(svc, app_id, device_id) is True
-    batches = queued_deliveries(svc)
-    sent = [n for batch in batches for n in batch]
-    assert sorted(n["commandId"] for n in sent) == sorted(ids)
-    assert {n["status"] for n in sent} == {"CANCELED"}
+    refs = queued_refs(svc)
+    assert sorted(r[2] for r in refs) == sorted(f"msg_{c}_CANCELED" for c in ids)
     assert svc.redis.llen(keys.outbox(app_id, device_id)) == 0
     assert notifications.flush(svc, app_id, device_id) is True
-    assert len(queued_deliveries(svc)) == len(batches)
+    assert len(queued_refs(svc)) == len(refs)
+    assert record(svc, app_id, ids[0])["state"] == "pending"
 
 
 def test_flush_waits_while_another_process_drains(svc, app_id, device_id):
-    cancelled_with_callbacks(svc, app_id, device_id, "http://127.0.0.1:9/a", 2)
+    ids = [
+        commands.create(svc, app_id, device_id, COMMAND, {"callbackUrl": "http://127.0.0.1:9/"})
+        for _ in range(2)
+    ]
     token = svc.outbox.lock(app_id, device_id, 5000)
+    commands.cancel(svc, app_id, ids[0]["commandId"])
     assert notifications.flush(svc, app_id, device_id) is False
     assert svc.redis.llen(keys.outbox(app_id, device_id)) == 1
     svc.outbox.unlock(app_id, device_id, token)
@@ -64,38 +80,33 @@ def test_flush_waits_while_another_process_drains(svc, app_id, device_id):
 def test_commands_without_callback_are_not_notified(svc, app_id, device_id):
     with_url = cancelled_with_callbacks(svc, app_id, device_id, "http://127.0.0.1:9/a", 3)
     cancelled_with_callbacks(svc, app_id, device_id, None, 4)
-    notifications.flush(svc, app_id, device_id)
-    sent = [n["commandId"] for batch in queued_deliveries(svc) for n in batch]
-    assert sorted(sent) == sorted(with_url)
+    assert sorted(r[2] for r in queued_refs(svc)) == sorted(f"msg_{c}_CANCELED" for c in with_url)
 
 
-def test_deliver_posts_the_oceanconnect_body(svc, app_id, device_id, receiver):
+def test_deliver_posts_the_oceanconnect_body(svc, app_id, device_id, receiver, sender):
     ids = cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 3)
-    notifications.flush(svc, app_id, device_id)
-    (batch,) = queued_deliveries(svc)
-    with requests.Session() as session:
-        assert notifications.deliver(svc, session, batch) == []
-    bodies = [body for _, body in receiver.received]
-    assert sorted(b["commandId"] for b in bodies) == sorted(ids)
+    assert delivery.deliver(svc, sender, queued_refs(svc)) == {"postponed": 0, "delivered": 3}
+    bodies = sorted((body for _, body in receiver.received), key=lambda b: b["commandId"])
+    assert [b["commandId"] for b in bodies] == sorted(ids)
     assert bodies[0] == {
         "deviceId": device_id,
         "commandId": bodies[0]["commandId"],
         "result": {"resultCode": "CANCELED", "resultDetail": None},
     }
-    ids_seen = {headers["webhook-id"] for headers, _ in receiver.received}
-    assert ids_seen == {f"msg_{c}_CANCELED" for c in ids}
+    history = record(svc, app_id, ids[0])
+    assert history["state"] == "delivered"
+    assert history["attempts"][0]["status"] == 204
+    assert history["attempts"][0]["latencyMs"] >= 0
 
 
 def test_receivers_verify_signatures_with_the_standardwebhooks_package(
-    svc, app_id, device_id, receiver
+    svc, app_id, device_id, receiver, sender
 ):
     cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 2)
-    notifications.flush(svc, app_id, device_id)
-    (batch,) = queued_deliveries(svc)
-    with requests.Session() as session:
-        notifications.deliver(svc, session, batch)
+    delivery.deliver(svc, sender, queued_refs(svc))
     verifier = Webhook(svc.apps.get(app_id)["webhookSecret"])
     stranger = Webhook(auth.create_application(svc, app_id="app-b")["webhookSecret"])
+    assert len(receiver.received) == 2
     for headers, body in receiver.received:
         lowered = {k.lower(): v for k, v in headers.items()}
         raw = receiver.raw[lowered["webhook-id"]]
@@ -104,32 +115,113 @@ def test_receivers_verify_signatures_with_the_standardwebhooks_package(
             stranger.verify(raw, lowered)
 
 
-def test_failures_are_returned_for_retry_and_410_stops(svc, app_id, device_id, receiver):
+def test_failures_retry_on_schedule_and_410_stops(svc, app_id, device_id, receiver, sender):
+    svc.config = svc.config.with_(callback_retry_schedule="0.05,0.05")
     receiver.statuses[:] = [500, 410, 204]
     cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 3)
-    notifications.flush(svc, app_id, device_id)
-    (batch,) = queued_deliveries(svc)
-    with requests.Session() as session:
-        failed = notifications.deliver(svc, session, batch)
-    assert [n["commandId"] for n in failed] == [batch[0]["commandId"]]
-    assert len(receiver.received) == 3
+    counts = delivery.deliver(svc, sender, queued_refs(svc))
+    assert (counts["retrying"], counts["stopped"], counts["delivered"]) == (1, 1, 1)
+    time.sleep(0.1)
+    assert notifications.retry_due(svc) == 1
+    retried = queued_refs(svc)[-1:]
+    assert delivery.deliver(svc, sender, retried) == {"postponed": 0, "delivered": 1}
+    assert len(receiver.received) == 4
+    assert len({h["webhook-id"] for h, _ in receiver.received}) == 3
 
 
-def test_a_dead_receiver_costs_one_attempt_per_batch(svc, app_id, device_id):
+def test_after_the_last_attempt_the_notification_is_kept_as_failed(svc, app_id, device_id, sender):
+    svc.config = svc.config.with_(callback_retry_schedule="0.01")
+    dead = f"http://127.0.0.1:{free_port()}/cb"
+    (command_id,) = cancelled_with_callbacks(svc, app_id, device_id, dead, 1)
+    delivery.deliver(svc, sender, queued_refs(svc))
+    time.sleep(0.05)
+    notifications.retry_due(svc)
+    assert delivery.deliver(svc, sender, queued_refs(svc)[-1:])["failed"] == 1
+    kept = record(svc, app_id, command_id)
+    assert (kept["state"], kept["attemptCount"], kept["nextAttempt"]) == ("failed", 2, None)
+    assert all(a["error"] for a in kept["attempts"])
+
+
+def test_a_dead_receiver_opens_its_breaker_and_costs_no_more_attempts(
+    svc, app_id, device_id, sender
+):
     dead = f"http://127.0.0.1:{free_port()}/cb"
     cancelled_with_callbacks(svc, app_id, device_id, dead, 40)
-    notifications.flush(svc, app_id, device_id)
-    (batch,) = queued_deliveries(svc)
+    refs = queued_refs(svc)
+    first = delivery.deliver(svc, sender, refs[:10])
+    assert first["retrying"] + first["postponed"] == 10
+    assert first["retrying"] >= svc.config.callback_breaker_failures  # later ones saw it open
+    second = delivery.deliver(svc, sender, refs[10:])
+    assert second == {"postponed": 30}
+    failures, open_until = svc.notifications.breaker(delivery._origin(dead))
+    assert failures >= svc.config.callback_breaker_failures
+    assert open_until > now_ms()
+
+
+def test_a_hanging_receiver_does_not_delay_another(svc, app_id, device_id, receiver, sender):
+    """One task's notifications to a receiver that never answers and to a healthy one."""
+    svc.config = svc.config.with_(callback_timeout=1.0)
+    hanging = _HangingReceiver()
+    slow = cancelled_with_callbacks(svc, app_id, device_id, hanging.url, 4)
+    fine = cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 20)
     started = time.monotonic()
-    with requests.Session() as session:
-        failed = notifications.deliver(svc, session, batch)
-    assert len(failed) == 40
-    assert time.monotonic() - started < svc.config.callback_timeout * 2
+    done: dict[str, float] = {}
+    receiver.on_post = lambda body: done.setdefault(body["commandId"], time.monotonic())
+    counts = delivery.deliver(svc, sender, queued_refs(svc))
+    hanging.close()
+    assert counts["delivered"] == 20
+    assert counts["retrying"] == 4
+    assert sorted(done) == sorted(fine)
+    assert max(done.values()) - started < 0.9  # all healthy deliveries beat the 1 s timeout
+    assert {record(svc, app_id, c)["state"] for c in slow} == {"pending"}
 
 
-def test_backoff_grows_exponentially_with_jitter(svc):
-    svc.config = svc.config.with_(callback_backoff_base=5.0)
-    for attempt in range(1, 6):
-        delay = notifications.backoff(svc, attempt)
-        ceiling = 5.0 * 2 ** (attempt - 1)
-        assert ceiling / 2 <= delay <= ceiling
+def test_notifications_of_one_command_arrive_in_status_order(
+    svc, app_id, device_id, receiver, sender
+):
+    svc.config = svc.config.with_(callback_retry_schedule="0.05")
+    url = {"callbackUrl": receiver.url}
+    command_id = commands.create(svc, app_id, device_id, COMMAND, url)["commandId"]
+    southbound.fetch(svc, app_id, device_id, 1)
+    southbound.ack(svc, app_id, device_id, command_id)
+    southbound.finish(svc, app_id, device_id, command_id, "SUCCESSFUL", None)
+    notifications.flush(svc, app_id, device_id)
+    receiver.statuses[:] = [503]  # SENT fails once: DELIVERED and SUCCESSFUL must wait for it
+    delivery.deliver(svc, sender, queued_refs(svc))
+    for _ in range(20):
+        time.sleep(0.06)
+        if notifications.retry_due(svc):
+            delivery.deliver(svc, sender, queued_refs(svc)[-3:])
+    codes = [body["result"]["resultCode"] for _, body in receiver.received]
+    assert codes == ["SENT", "SENT", "DELIVERED", "SUCCESSFUL"]
+
+
+def test_refused_targets_are_not_contacted_at_send_time(svc, app_id, device_id, sender):
+    cancelled_with_callbacks(svc, app_id, device_id, "http://localhost:9/cb", 1)
+    svc.config = svc.config.with_(callback_allow_private=False)
+    assert delivery.deliver(svc, sender, queued_refs(svc))["refused"] == 1
+
+
+class _HangingReceiver:
+    """Accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/cb"
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
