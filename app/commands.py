@@ -12,7 +12,8 @@ from app.schemas.commands import (
     CreateCommandBody,
     command_answer,
 )
-from devcmd.domain import commands
+from app.schemas.notifications import NotificationAnswer
+from devcmd.domain import commands, notifications
 
 bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommands")
 
@@ -42,6 +43,14 @@ def query():
         "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},
         "data": [command_answer(c) for c in page],
     }
+
+
+@bp.get("/<command_id>/notifications")
+@authenticated
+def notification_history(command_id: str):
+    """Our extension: every callback of the command, with its delivery attempts."""
+    records = notifications.history(services(), app_id(), command_id)
+    return {"commandId": command_id, "notifications": NotificationAnswer(many=True).dump(records)}
 
 
 @bp.put("/<command_id>")

@@ -47,6 +47,32 @@ def list_applications(svc: Services) -> list[dict[str, str]]:
     ]
 
 
+def rotate_webhook_secret(svc: Services, app_id: str, grace_seconds: int) -> dict[str, str]:
+    """Give the application a new webhookSecret; the old one keeps signing alongside it (a
+    second signature in `webhook-signature`) for `grace_seconds`. Raises AppNotFound."""
+    app = svc.apps.get(app_id)
+    if not app:
+        raise errors.AppNotFound()
+    secret = ids.new_webhook_secret()
+    svc.apps.update(
+        app_id,
+        {
+            "webhookSecret": secret,
+            "previousWebhookSecret": app["webhookSecret"],
+            "previousUntil": str(now_ms() + grace_seconds * 1000),
+        },
+    )
+    return {"appId": app_id, "webhookSecret": secret}
+
+
+def webhook_secrets(app: dict[str, str]) -> list[str]:
+    """The secrets that sign an application's callbacks now: current first, then one in grace."""
+    secrets_ = [app["webhookSecret"]]
+    if app.get("previousWebhookSecret") and int(app.get("previousUntil") or 0) > now_ms():
+        secrets_.append(app["previousWebhookSecret"])
+    return secrets_
+
+
 def authorize(svc: Services, owner: str, grantee: str) -> None:
     """Let `grantee` act for `owner` through the `appId` query parameter."""
     for app_id in (owner, grantee):

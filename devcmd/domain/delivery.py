@@ -16,7 +16,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from devcmd.clock import now_ms
-from devcmd.domain import callback_guard
+from devcmd.domain import auth, callback_guard
 from devcmd.domain.notifications import STATUS_ORDER
 from devcmd.services import Services
 
@@ -97,7 +97,7 @@ def _send_in_order(svc, sender: Sender, signers: dict, sequence: list[dict]) -> 
                 svc, sequence[position:], dict.fromkeys(_ids(sequence[position:]), blocker + 1)
             )
             return [*outcomes, *["postponed"] * (len(sequence) - position)]
-        outcome = _attempt(svc, sender, signers.get(record["appId"]), record)
+        outcome = _attempt(svc, sender, signers.get(record["appId"], []), record)
         outcomes.append(outcome)
         if outcome == "retrying":
             due = record["nextAttempt"] + 1
@@ -128,7 +128,7 @@ def _earlier_undelivered(svc: Services, record: dict) -> int | None:
     return max(pending) if pending else None
 
 
-def _attempt(svc: Services, sender: Sender, signer: Webhook | None, record: dict) -> str:
+def _attempt(svc: Services, sender: Sender, signers: list[Webhook], record: dict) -> str:
     """One POST; updates the record's state, history and schedule. Returns the outcome."""
     url, started = record["url"], time.monotonic()
     attempt = {"at": now_ms(), "status": None, "latencyMs": None, "error": None}
@@ -138,7 +138,7 @@ def _attempt(svc: Services, sender: Sender, signer: Webhook | None, record: dict
         response = sender.session().post(
             url,
             data=payload,
-            headers=_headers(signer, record, payload),
+            headers=_headers(signers, record, payload),
             timeout=(min(svc.config.callback_timeout, 3.0), svc.config.callback_timeout),
             allow_redirects=False,
         )
@@ -197,13 +197,17 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
-def _signers(svc: Services, app_ids: set[str]) -> dict[str, Webhook]:
-    """One Standard Webhooks signer per application, from its current webhookSecret."""
+def _signers(svc: Services, app_ids: set[str]) -> dict[str, list[Webhook]]:
+    """Standard Webhooks signers per application: its current secret, and one in grace."""
     apps = {app_id: svc.apps.get(app_id) for app_id in app_ids}
-    return {app_id: Webhook(app["webhookSecret"]) for app_id, app in apps.items() if app}
+    return {
+        app_id: [Webhook(secret) for secret in auth.webhook_secrets(app)]
+        for app_id, app in apps.items()
+        if app
+    }
 
 
-def _headers(signer: Webhook | None, notification: dict, payload: str) -> dict[str, str]:
+def _headers(signers: list[Webhook], notification: dict, payload: str) -> dict[str, str]:
     """Standard Webhooks headers; `webhook-id` is the same on every retry of a notification."""
     now = datetime.now(UTC)
     headers = {
@@ -211,6 +215,7 @@ def _headers(signer: Webhook | None, notification: dict, payload: str) -> dict[s
         "webhook-id": notification["id"],
         "webhook-timestamp": str(int(now.timestamp())),
     }
-    if signer is not None:
-        headers["webhook-signature"] = signer.sign(notification["id"], now, payload)
+    if signers:
+        signatures = (signer.sign(notification["id"], now, payload) for signer in signers)
+        headers["webhook-signature"] = " ".join(signatures)
     return headers

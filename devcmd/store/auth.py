@@ -33,6 +33,9 @@ class AppStore:
         record = self.redis.hgetall(keys.app(app_id))
         return record if record.get("secretHash") else None
 
+    def update(self, app_id: str, fields: dict[str, str]) -> None:
+        self.redis.hset(keys.app(app_id), mapping=fields)
+
     def all_ids(self) -> list[str]:
         return sorted(self.redis.smembers(keys.apps()))
 

@@ -36,8 +36,8 @@ def device_id(svc, app_id) -> str:
 class Receiver(ThreadingHTTPServer):
     """A real HTTP callback receiver on 127.0.0.1 that records every POST."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, statuses: list[int] | None = None, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.received: list[tuple[dict, dict]] = []
         self.raw: dict[str, bytes] = {}
         self.on_post = lambda body: None

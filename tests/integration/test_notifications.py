@@ -14,6 +14,7 @@ from devcmd.clock import now_ms
 from devcmd.domain import auth, commands, delivery, notifications, revocations, southbound
 from devcmd.embedded import free_port
 from devcmd.store import keys
+from tests.integration.conftest import Receiver
 
 pytestmark = pytest.mark.integration
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
@@ -225,3 +226,59 @@ class _HangingReceiver:
         self.sock.close()
         for conn in self.conns:
             conn.close()
+
+
+def test_a_receiver_failing_three_times_then_accepting_gets_everything_once_accepted(
+    svc, app_id, device_id, receiver, sender
+):
+    svc.config = svc.config.with_(callback_retry_schedule="0.02,0.02,0.02,0.02")
+    receiver.statuses[:] = [500, 502, 503]
+    (command_id,) = cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 1)
+    delivery.deliver(svc, sender, queued_refs(svc))
+    for _ in range(3):
+        time.sleep(0.05)
+        assert notifications.retry_due(svc) == 1
+        delivery.deliver(svc, sender, queued_refs(svc)[-1:])
+    assert [h["webhook-id"] for h, _ in receiver.received] == [f"msg_{command_id}_CANCELED"] * 4
+    kept = record(svc, app_id, command_id)
+    assert (kept["state"], [a["status"] for a in kept["attempts"]]) == (
+        "delivered",
+        [500, 502, 503, 204],
+    )
+
+
+def test_a_receiver_that_is_down_then_back_loses_nothing(svc, app_id, device_id, sender):
+    svc.config = svc.config.with_(callback_retry_schedule="0.05,0.05,0.05")
+    port = free_port()
+    ids = cancelled_with_callbacks(svc, app_id, device_id, f"http://127.0.0.1:{port}/cb", 12)
+    assert delivery.deliver(svc, sender, queued_refs(svc)).get("delivered", 0) == 0
+    back = Receiver(port=port)
+    threading.Thread(target=back.serve_forever, daemon=True).start()
+    try:
+        svc.redis.delete(keys.receiver(delivery._origin(back.url)))  # breaker cooled down
+        time.sleep(0.1)
+        notifications.retry_due(svc)
+        refs = queued_refs(svc)[-12:]
+        delivery.deliver(svc, sender, refs)
+        assert sorted(body["commandId"] for _, body in back.received) == sorted(ids)
+    finally:
+        back.shutdown()
+        back.server_close()
+
+
+def test_a_rotated_secret_signs_alongside_the_new_one_during_its_grace(
+    svc, app_id, device_id, receiver, sender
+):
+    old = svc.apps.get(app_id)["webhookSecret"]
+    new = auth.rotate_webhook_secret(svc, app_id, grace_seconds=3600)["webhookSecret"]
+    cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 1)
+    delivery.deliver(svc, sender, queued_refs(svc))
+    ((headers, body),) = receiver.received
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw = receiver.raw[lowered["webhook-id"]]
+    assert len(lowered["webhook-signature"].split()) == 2
+    assert Webhook(old).verify(raw, lowered) == body
+    assert Webhook(new).verify(raw, lowered) == body
+    assert auth.webhook_secrets(svc.apps.get(app_id)) == [new, old]
+    auth.rotate_webhook_secret(svc, app_id, grace_seconds=0)
+    assert len(auth.webhook_secrets(svc.apps.get(app_id))) == 1

@@ -1,0 +1,74 @@
+"""Where callbacks may point (SSRF guard at creation) and the notification history endpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from devcmd.domain import notifications
+from tests.unit.conftest import login_headers
+
+CMDS = "/iocm/app/cmd/v1.4.0/deviceCommands"
+
+
+def create(client, headers, device_id, url):
+    body = {
+        "deviceId": device_id,
+        "command": {"serviceId": "Light", "method": "ON", "paras": {}},
+        "callbackUrl": url,
+    }
+    return client.post(CMDS, json=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fe80::1]/cb",
+        "http://metadata.google.internal/cb",
+        "http://224.0.0.1/cb",
+        "http://0.0.0.0/cb",
+        "http://127.0.0.1:9999/cb",
+        "http://10.1.2.3/cb",
+        "http://192.168.0.10/cb",
+        "http://[::1]/cb",
+        "http://localhost/cb",
+    ],
+)
+def test_forbidden_targets_are_refused_at_creation(client, svc, headers, device_id, url):
+    svc.config = svc.config.with_(callback_allow_private=False)
+    reply = create(client, headers, device_id, url)
+    assert (reply.status_code, reply.json["error_code"]) == (400, "100022")
+    assert "callbackUrl" in reply.json["error_desc"]
+    assert client.get(CMDS, headers=headers).json["pagination"]["totalSize"] == 0
+
+
+def test_private_targets_are_allowed_when_configured(client, svc, headers, device_id):
+    svc.config = svc.config.with_(callback_allow_private=True)
+    assert create(client, headers, device_id, "http://127.0.0.1:9999/cb").status_code == 201
+    metadata = create(client, headers, device_id, "http://169.254.169.254/")
+    assert metadata.status_code == 400
+
+
+def test_public_targets_are_accepted(client, svc, headers, device_id):
+    svc.config = svc.config.with_(callback_allow_private=False)
+    assert create(client, headers, device_id, "https://receiver.example.com/cb").status_code == 201
+
+
+def test_history_lists_a_commands_notifications(client, svc, headers, device_id):
+    svc.config = svc.config.with_(callback_allow_private=True)
+    command_id = create(client, headers, device_id, "http://127.0.0.1:9/cb").json["commandId"]
+    client.put(f"{CMDS}/{command_id}", json={"status": "CANCELED"}, headers=headers)
+    notifications.flush(svc, "app-a", device_id)
+    reply = client.get(f"{CMDS}/{command_id}/notifications", headers=headers)
+    assert reply.status_code == 200
+    (only,) = reply.json["notifications"]
+    assert only["notificationId"] == f"msg_{command_id}_CANCELED"
+    assert (only["status"], only["state"], only["attemptCount"]) == ("CANCELED", "pending", 0)
+    assert only["attempts"] == []
+
+
+def test_history_of_another_apps_command_is_404(client, svc, headers, device_id):
+    command_id = create(client, headers, device_id, "https://example.com/cb").json["commandId"]
+    other = login_headers(client, svc, "app-b")
+    reply = client.get(f"{CMDS}/{command_id}/notifications", headers=other)
+    assert (reply.status_code, reply.json["error_code"]) == (404, "100434")
