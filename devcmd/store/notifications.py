@@ -124,16 +124,16 @@ class NotificationStore:
         failures, until = self.redis.hmget(keys.receiver(origin), ["failures", "openUntil"])
         return int(failures or 0), int(until or 0)
 
-    def record_outcome(self, origin: str, ok: bool, threshold: int, cooldown_ms: int, now: int):
-        """Count a receiver's consecutive failures; at `threshold` open its breaker."""
+    def set_breaker(self, origin: str, failures: int, open_until: int) -> None:
+        """Persist a receiver's consecutive failures and breaker state (kept a day at most)."""
         key = keys.receiver(origin)
-        if ok:
+        if failures == 0:
             self.redis.delete(key)
             return
-        failures = self.redis.hincrby(key, "failures", 1)
-        if failures >= threshold:
-            self.redis.hset(key, "openUntil", now + cooldown_ms)
-        self.redis.expire(key, 86_400)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"failures": failures, "openUntil": open_until})
+        pipe.expire(key, 86_400)
+        pipe.execute()
 
 
 def _due_member(record: dict) -> str:

@@ -36,6 +36,8 @@ def device_id(svc, app_id) -> str:
 class Receiver(ThreadingHTTPServer):
     """A real HTTP callback receiver on 127.0.0.1 that records every POST."""
 
+    request_queue_size = 128  # the default backlog of 5 drops bursts of concurrent connects
+
     def __init__(self, statuses: list[int] | None = None, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.received: list[tuple[dict, dict]] = []
