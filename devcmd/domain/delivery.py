@@ -182,6 +182,8 @@ class _Batch:
         waiting = [r for r in self.touched if r["nextAttempt"]]
         self.svc.notifications.save(self.touched)
         self.svc.notifications.schedule(waiting, {r["id"]: r["nextAttempt"] for r in waiting})
+        failed = [r for r in self.touched if r["state"] == "failed"]
+        self.svc.notifications.mark_failed(failed, now_ms())
         for origin, (failures, until) in self.breakers.items():
             if failures or self.failed_before[origin]:
                 self.svc.notifications.set_breaker(origin, failures, until)

@@ -92,6 +92,27 @@ def retry_due(svc: Services) -> int:
     return len(claimed)
 
 
+def retry_failed(svc: Services, since_ms: int = 0, limit: int = 100_000) -> int:
+    """Give notifications that failed (since `since_ms`) a fresh set of attempts, now.
+
+    Their history is kept; returns how many were re-queued.
+    """
+    refs = svc.notifications.failed_since(since_ms, limit)
+    by_device: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for app_id, device_id, notification_id in refs:
+        by_device[app_id, device_id].append(notification_id)
+    now, revived = now_ms(), []
+    for (app_id, device_id), ids in by_device.items():
+        for record in svc.notifications.load(app_id, device_id, ids):
+            if record and record["state"] == "failed":
+                record.update(state="pending", attemptCount=0, nextAttempt=now)
+                revived.append(record)
+    svc.notifications.save(revived)
+    svc.notifications.schedule(revived, {r["id"]: now for r in revived})
+    svc.notifications.unmark_failed(refs)
+    return len(revived)
+
+
 def history(svc: Services, app_id: str, command_id: str) -> list[dict]:
     """Every notification of one command with its attempts, in status order."""
     command = commands.get(svc, app_id, command_id)

@@ -161,6 +161,11 @@ def notifications_due() -> str:
     return f"{PREFIX}:notifications:due"
 
 
+def notifications_failed() -> str:
+    """Zset `appId/deviceId/notificationId` -> when it was given up (ms), for re-sending."""
+    return f"{PREFIX}:notifications:failed"
+
+
 def receiver(url_origin: str) -> str:
     """Hash of one receiver's circuit breaker: consecutive failures, open until (ms)."""
     return f"{PREFIX}:receiver:{url_origin}"

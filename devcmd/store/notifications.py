@@ -110,6 +110,18 @@ class NotificationStore:
         if members:
             self.redis.zadd(keys.notifications_due(), members)
 
+    def mark_failed(self, records: list[dict], now: int) -> None:
+        if records:
+            self.redis.zadd(keys.notifications_failed(), {_due_member(r): now for r in records})
+
+    def failed_since(self, since_ms: int, limit: int) -> list[tuple[str, str, str]]:
+        members = self.redis.zrangebyscore(keys.notifications_failed(), since_ms, "+inf", 0, limit)
+        return [tuple(m.split("/", 2)) for m in members]
+
+    def unmark_failed(self, refs: list[tuple[str, str, str]]) -> None:
+        if refs:
+            self.redis.zrem(keys.notifications_failed(), *("/".join(ref) for ref in refs))
+
     def claim_due(self, now: int, limit: int) -> list[tuple[str, str, str]]:
         """Take due notifications off the schedule; each is claimed by exactly one caller."""
         members = self.redis.zrangebyscore(keys.notifications_due(), "-inf", now, 0, limit)

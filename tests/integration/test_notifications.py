@@ -141,6 +141,16 @@ def test_after_the_last_attempt_the_notification_is_kept_as_failed(svc, app_id, 
     kept = record(svc, app_id, command_id)
     assert (kept["state"], kept["attemptCount"], kept["nextAttempt"]) == ("failed", 2, None)
     assert all(a["error"] for a in kept["attempts"])
+    assert notifications.retry_failed(svc, since_ms=now_ms() + 60_000) == 0
+    assert notifications.retry_failed(svc) == 1
+    assert notifications.retry_failed(svc) == 0
+    revived = record(svc, app_id, command_id)
+    assert (revived["state"], revived["attemptCount"], len(revived["attempts"])) == (
+        "pending",
+        0,
+        2,
+    )
+    assert notifications.retry_due(svc) == 1
 
 
 def test_a_dead_receiver_opens_its_breaker_and_costs_no_more_attempts(
