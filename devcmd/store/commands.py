@@ -30,15 +30,17 @@ class CommandStore:
         now = record["creationTime"]
         self._index(app_id, device_id, command_id, now)
         self.timers.schedule(app_id, device_id, due_ms)
-        script_keys = [
-            keys.device(app_id, device_id),
-            keys.pending(app_id, device_id),
-            keys.statuses(app_id, device_id),
-            keys.callbacks(app_id, device_id),
-            keys.device_commands(app_id, device_id),
-            keys.documents(app_id, device_id),
-            keys.expiry(app_id, device_id),
-        ]
+        script_keys = keys.for_device(
+            app_id,
+            device_id,
+            keys.device,
+            keys.pending,
+            keys.statuses,
+            keys.callbacks,
+            keys.device_commands,
+            keys.documents,
+            keys.expiry,
+        )
         document = orjson.dumps(record)
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
         code, *rest = self.scripts.create_command(keys=script_keys, args=args)
@@ -67,12 +69,14 @@ class CommandStore:
 
     def cancel(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
         """Cancel one PENDING command. Raises CommandNotFound or CommandNotCancellable."""
-        script_keys = [
-            keys.statuses(app_id, device_id),
-            keys.pending(app_id, device_id),
-            keys.callbacks(app_id, device_id),
-            keys.outbox(app_id, device_id),
-        ]
+        script_keys = keys.for_device(
+            app_id,
+            device_id,
+            keys.statuses,
+            keys.pending,
+            keys.callbacks,
+            keys.outbox,
+        )
         code, *rest = self.scripts.cancel_command(keys=script_keys, args=[command_id, now])
         if code == -1:
             raise errors.CommandNotFound()

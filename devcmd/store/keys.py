@@ -60,6 +60,11 @@ def _device(app_id: str, device_id: str, suffix: str) -> str:
     return f"{PREFIX}:{{{app_id}:{device_id}}}:{suffix}"
 
 
+def for_device(app_id: str, device_id: str, *builders) -> list[str]:
+    """The keys of one device named by their builders, in order: a script's KEYS list."""
+    return [build(app_id, device_id) for build in builders]
+
+
 def device(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "device")
 

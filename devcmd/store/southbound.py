@@ -46,14 +46,16 @@ class TimerIndex:
 
 
 def _transition_keys(app_id: str, device_id: str) -> list[str]:
-    return [
-        keys.statuses(app_id, device_id),
-        keys.lifecycle(app_id, device_id),
-        keys.in_flight(app_id, device_id),
-        keys.retransmit(app_id, device_id),
-        keys.outbox(app_id, device_id),
-        keys.callbacks(app_id, device_id),
-    ]
+    return keys.for_device(
+        app_id,
+        device_id,
+        keys.statuses,
+        keys.lifecycle,
+        keys.in_flight,
+        keys.retransmit,
+        keys.outbox,
+        keys.callbacks,
+    )
 
 
 def _raise_for(reply: list) -> None:
@@ -75,17 +77,19 @@ class SouthboundStore:
         """Mark up to `limit` deliverable commands SENT; returns (outbox written, their ids)."""
         self.timers.schedule(app_id, device_id, now + ack_ms)
         reply = self.scripts.fetch_commands(
-            keys=[
-                keys.device(app_id, device_id),
-                keys.pending(app_id, device_id),
-                keys.statuses(app_id, device_id),
-                keys.lifecycle(app_id, device_id),
-                keys.in_flight(app_id, device_id),
-                keys.retransmit(app_id, device_id),
-                keys.expiry(app_id, device_id),
-                keys.outbox(app_id, device_id),
-                keys.callbacks(app_id, device_id),
-            ],
+            keys=keys.for_device(
+                app_id,
+                device_id,
+                keys.device,
+                keys.pending,
+                keys.statuses,
+                keys.lifecycle,
+                keys.in_flight,
+                keys.retransmit,
+                keys.expiry,
+                keys.outbox,
+                keys.callbacks,
+            ),
             args=[now, limit, ack_ms],
         )
         if reply[0] == -1:
@@ -114,17 +118,19 @@ class SouthboundStore:
     def tick(self, app_id: str, device_id: str, now: int, limit: int) -> Tick:
         """Run the device's due timers (expiry, ack timeout) and reschedule it."""
         expired, retransmitting, timed_out, next_due = self.scripts.tick_device(
-            keys=[
-                keys.pending(app_id, device_id),
-                keys.statuses(app_id, device_id),
-                keys.lifecycle(app_id, device_id),
-                keys.in_flight(app_id, device_id),
-                keys.retransmit(app_id, device_id),
-                keys.expiry(app_id, device_id),
-                keys.outbox(app_id, device_id),
-                keys.callbacks(app_id, device_id),
-                keys.documents(app_id, device_id),
-            ],
+            keys=keys.for_device(
+                app_id,
+                device_id,
+                keys.pending,
+                keys.statuses,
+                keys.lifecycle,
+                keys.in_flight,
+                keys.retransmit,
+                keys.expiry,
+                keys.outbox,
+                keys.callbacks,
+                keys.documents,
+            ),
             args=[now, limit],
         )
         tick = Tick(expired, retransmitting, timed_out, None if next_due == -1 else next_due)
