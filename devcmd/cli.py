@@ -6,6 +6,7 @@ on EMBEDDED_REDIS_PORT: reused when it already runs there, else started and stop
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -13,16 +14,18 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 import honcho.manager
 from redis import RedisError
 
-from devcmd import errors
+from devcmd import errors, simulate
 from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
 from devcmd.config import Config
 from devcmd.domain import auth
+from devcmd.domain import notifications as notifications_domain
 from devcmd.embedded import RedisServer
 from devcmd.services import Services
 
@@ -90,11 +93,12 @@ def admin_services(config: Config) -> Iterator[Services]:
 
 
 def process_commands(config: Config) -> dict[str, list[str]]:
-    """The argv of web, worker and beat, run with this interpreter so no venv must be active."""
+    """The argv of web, the two workers and beat, run with this interpreter so no venv must be
+    active. Sweeps and callback deliveries have a worker each: a slow receiver never holds up a
+    sweep, and each can be scaled on its own."""
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "workers"]
     bind = f"{config.host}:{config.port}"
-    queues = f"{QUEUE_REVOCATIONS},{QUEUE_CALLBACKS}"
     schedule = str(config.home / "celerybeat-schedule")
     return {
         "web": [
@@ -113,9 +117,23 @@ def process_commands(config: Config) -> dict[str, list[str]]:
             "--loglevel",
             "INFO",
             "--queues",
-            queues,
+            QUEUE_REVOCATIONS,
             "--concurrency",
             "2",
+            "--hostname",
+            "revocations@%h",
+        ],
+        "callbacks": [
+            *celery,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--queues",
+            QUEUE_CALLBACKS,
+            "--concurrency",
+            "2",
+            "--hostname",
+            "callbacks@%h",
         ],
         "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule],
     }
@@ -125,6 +143,9 @@ def build_manager(config: Config) -> honcho.manager.Manager:
     """A honcho Manager running every process with REDIS_URL exported to it."""
     honcho.manager.KILL_WAIT = KILL_WAIT
     env = {**os.environ, "REDIS_URL": config.redis_url or ""}
+    # A local stack's receivers live on this machine: private and loopback callbackUrls are
+    # allowed unless the caller says otherwise (production keeps the default, false).
+    env.setdefault("CALLBACK_ALLOW_PRIVATE", "true")
     # Children write to a pipe; unbuffered, their lines reach the merged log as they happen.
     env.setdefault("PYTHONUNBUFFERED", "1")
     manager = honcho.manager.Manager()
@@ -155,7 +176,10 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """Run web, worker and beat with interleaved logs until Ctrl-C.
+    """Run web, the two workers and beat with interleaved logs until Ctrl-C.
+
+    Callbacks to private and loopback addresses are allowed (CALLBACK_ALLOW_PRIVATE=true) unless
+    the environment sets it.
 
     Without REDIS_URL an embedded Redis keeps its data in $DEVCMD_HOME/redis. If any process
     exits, the others are stopped too, and the embedded Redis last.
@@ -227,3 +251,107 @@ def authorize(config: Config, owner: str, grantee: str) -> None:
     with admin_services(config) as svc:
         auth.authorize(svc, owner, grantee)
         print_json({"owner": owner, "grantee": grantee})
+
+
+@apps.command("rotate-webhook-secret")
+@click.option("--app-id", required=True, help="The application whose webhookSecret changes.")
+@click.option(
+    "--grace-hours",
+    type=click.FloatRange(min=0),
+    default=24.0,
+    show_default=True,
+    help="How long the old secret keeps signing alongside the new one.",
+)
+@click.pass_obj
+def rotate_webhook_secret(config: Config, app_id: str, grace_hours: float) -> None:
+    """Give an application a new webhookSecret and print it as JSON.
+
+    Until the grace period ends, every callback carries two signatures in `webhook-signature`
+    (new and old secret), so receivers can switch over at their own pace.
+    """
+    with admin_services(config) as svc:
+        print_json(auth.rotate_webhook_secret(svc, app_id, round(grace_hours * 3600)))
+
+
+@main.group()
+def notifications() -> None:
+    """Inspect and re-send callback notifications."""
+
+
+SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(value: str | None, now: datetime.datetime | None = None) -> int:
+    """`--since` as epoch milliseconds: a duration back from now (`90s`, `30m`, `6h`, `2d`) or
+    an ISO 8601 time (`2026-11-23T08:00:00Z`; without a zone, UTC). None means the beginning."""
+    if not value:
+        return 0
+    now = now or datetime.datetime.now(datetime.UTC)
+    if value[:-1].isdigit() and value[-1] in SINCE_UNITS:
+        moment = now - datetime.timedelta(seconds=int(value[:-1]) * SINCE_UNITS[value[-1]])
+    else:
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise click.BadParameter(
+                "expected a duration (30m, 6h, 2d) or an ISO 8601 time", param_hint="--since"
+            ) from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@notifications.command("retry")
+@click.option("--failed", is_flag=True, required=True, help="Re-send notifications that failed.")
+@click.option("--since", help="Only those that failed since: 30m, 6h, 2d or an ISO 8601 time.")
+@click.pass_obj
+def retry_notifications(config: Config, failed: bool, since: str | None) -> None:
+    """Give failed notifications a fresh round of attempts, starting now.
+
+    Their attempt history is kept; prints {"requeued": N}. The workers (and beat) must be
+    running for them to go out.
+    """
+    since_ms = parse_since(since)
+    with admin_services(config) as svc:
+        print_json({"requeued": notifications_domain.retry_failed(svc, since_ms)})
+
+
+@main.command("simulate")
+@click.option("--devices", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option("--app-id", required=True, help="The application the devices belong to.")
+@click.option("--secret", required=True, help="The application's secret (to register devices).")
+@click.option("--base-url", help="The API's address (default: http://$HOST:$PORT).")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--ack-delay", type=click.FloatRange(min=0), default=0.1, show_default=True)
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@click.option(
+    "--commands-until-idle", "until_idle", is_flag=True, help="Stop once no device has work."
+)
+@click.option("--max", "batch", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--seed", default="", help="Makes which commands fail reproducible.")
+@click.option("--node-prefix", default="sim-", show_default=True)
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def simulate_devices(config: Config, base_url: str | None, **options: Any) -> None:
+    """Simulate devices taking commands through the device API, with a live display.
+
+    Registers `--devices` devices (nodeIds sim-0001...; credentials kept in
+    $DEVCMD_HOME/simulated-devices-<appId>.json and reused), then each polls every
+    `--poll-interval` seconds for up to `--max` commands, acknowledges them after `--ack-delay`
+    seconds and reports FAILED for a `--fail-rate` share of them, SUCCESSFUL for the rest.
+    Stops on Ctrl-C, after `--duration` or, with `--commands-until-idle`, once every device
+    found its queue empty (whichever comes first), finishing the commands it already took.
+    Prints a JSON summary line; `--record FILE` also writes every command received.
+    """
+    settings = simulate.Settings(
+        base_url=(base_url or f"http://{config.host}:{config.port}").rstrip("/"),
+        home=config.home,
+        **options,
+    )
+    try:
+        summary = simulate.run(settings)
+    except simulate.SimulationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(summary))

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def svc(redis_url) -> Services:
-    config = Config().with_(redis_url=redis_url, sweep_batch=7, callback_timeout=1.0)
+    # The receivers of these tests listen on 127.0.0.1.
+    config = Config().with_(
+        redis_url=redis_url, sweep_batch=7, callback_timeout=1.0, callback_allow_private=True
+    )
     services = Services.from_config(config)
     yield services
     services.close()

@@ -191,7 +191,7 @@ def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -
     banner = run.lines[0]
     assert f"http://127.0.0.1:{port}" in banner
     assert "devcmd apps create" in banner
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "callbacks", "beat"):
         assert prefixed(run.output, name), (name, run.output)
     assert prefixed(run.output, "system")
     # Redis ignored the Ctrl-C and was stopped by devcmd, after the processes that use it.
@@ -211,7 +211,7 @@ def test_procfile_runs_under_honcho(env, redis_url) -> None:
         seen.extend(run.descendants())
         assert run.interrupt() == 130, run.output
         assert wait_gone(seen) == [], run.output
-    for name in ("web.1", "worker.1", "beat.1"):
+    for name in ("web.1", "worker.1", "callbacks.1", "beat.1"):
         assert prefixed(run.output, name), (name, run.output)
 
 

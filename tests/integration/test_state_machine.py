@@ -242,9 +242,7 @@ class CommandMachine(RuleBasedStateMachine):
     @rule(task_id=opened, size=st.integers(1, 4))
     def sweep_batch(self, task_id, size) -> None:
         task = self.tasks[task_id]
-        got = self.svc.revocations.sweep_batch(
-            *self.ids_of(task.device), task_id, self.now, size
-        )
+        got = self.svc.revocations.sweep_batch(*self.ids_of(task.device), task_id, self.now, size)
         assert got == self.model_sweep(task, size)
 
     @rule(task_id=opened)
@@ -397,7 +395,7 @@ class CommandMachine(RuleBasedStateMachine):
 
 
 def test_random_interleavings_keep_every_guarantee(redis_url):
-    config = Config().with_(redis_url=redis_url, sweep_batch=3)
+    config = Config().with_(redis_url=redis_url, sweep_batch=3, callback_allow_private=True)
     svc = Services.from_config(config)
     try:
         machine = type("Machine", (CommandMachine,), {"svc": svc})

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable, Iterator
 
+import click
 import pytest
 import redis
 from click.testing import CliRunner, Result
 from werkzeug.security import check_password_hash
 
-from devcmd.cli import main
+from devcmd.cli import main, parse_since
 from devcmd.config import Config
 from devcmd.domain import auth
 from devcmd.embedded import free_port
@@ -160,14 +162,45 @@ def test_unreachable_redis_fails_without_traceback(invoke: Invoke) -> None:
     ("args", "summary"),
     [
         ([], "queue, deliver and revoke device commands"),
-        (["run"], "Run web, worker and beat"),
+        (["run"], "Run web, the two workers and beat"),
         (["apps"], "Create, list and authorize applications"),
         (["apps", "create"], "--app-id"),
         (["apps", "list"], "JSON list"),
         (["apps", "authorize"], "--grantee"),
+        (["apps", "rotate-webhook-secret"], "--grace-hours"),
+        (["notifications"], "re-send callback notifications"),
+        (["notifications", "retry"], "--since"),
+        (["simulate"], "--fail-rate"),
     ],
 )
 def test_every_command_has_help(args: list[str], summary: str) -> None:
     result = CliRunner().invoke(main, [*args, "--help"])
     assert result.exit_code == 0, result.output
     assert summary in result.stdout
+
+
+NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [
+        (None, 0),
+        ("90s", NOW - datetime.timedelta(seconds=90)),
+        ("30m", NOW - datetime.timedelta(minutes=30)),
+        ("6h", NOW - datetime.timedelta(hours=6)),
+        ("2d", NOW - datetime.timedelta(days=2)),
+        ("2026-11-23T08:00:00Z", datetime.datetime(2026, 11, 23, 8, tzinfo=datetime.UTC)),
+        ("2026-11-23T08:00", datetime.datetime(2026, 11, 23, 8, tzinfo=datetime.UTC)),
+        ("2026-11-23T09:00+01:00", datetime.datetime(2026, 11, 23, 8, tzinfo=datetime.UTC)),
+    ],
+)
+def test_since_takes_durations_and_iso_times(since, expected) -> None:
+    want = 0 if expected == 0 else int(expected.timestamp() * 1000)
+    assert parse_since(since, NOW) == want
+
+
+@pytest.mark.parametrize("since", ["yesterday", "5w", "h", "-3h", "2026-13-01"])
+def test_since_refuses_anything_else(since) -> None:
+    with pytest.raises(click.BadParameter):
+        parse_since(since, NOW)
