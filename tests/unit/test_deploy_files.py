@@ -1,0 +1,87 @@
+"""The Procfile, docker-compose.yml and `devcmd run` start the same processes the same way."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devcmd.cli import process_commands
+from devcmd.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEDULE = "<schedule>"  # where beat keeps its schedule file differs by design
+NOT_IN_PROCFILE = {"redis", "flower"}  # the Procfile expects an external Redis; Flower is optional
+
+
+def normalized(argv: list[str]) -> list[str]:
+    """`argv` with the beat schedule path and gunicorn's --bind (set through HOST/PORT in the
+    deploy files) left out of the comparison."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--bind":
+            skip = True
+            continue
+        out.append(SCHEDULE if i and argv[i - 1] == "--schedule" else arg)
+    return out
+
+
+def procfile() -> dict[str, list[str]]:
+    """Process name -> argv of the program each Procfile line execs."""
+    processes = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, command = line.split(":", 1)
+        words = shlex.split(command.split("&&")[-1])
+        assert words[0] == "exec", f"{name}: exec the program so honcho's signals reach it"
+        processes[name] = normalized(words[1:])
+    return processes
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_procfile_and_compose_run_the_same_processes_with_the_same_commands() -> None:
+    services = compose()["services"]
+    in_compose = {
+        name: normalized(service["command"])
+        for name, service in services.items()
+        if name not in NOT_IN_PROCFILE
+    }
+    assert in_compose == procfile()
+
+
+def test_devcmd_run_starts_what_the_procfile_does() -> None:
+    """`devcmd run` uses this interpreter (`python -m gunicorn`, `python -m celery`)."""
+    ran = {}
+    for name, argv in process_commands(Config()).items():
+        assert argv[1] == "-m"
+        ran[name] = normalized(argv[2:])
+    assert ran == procfile()
+
+
+@pytest.mark.parametrize("name", ["web", "worker", "callbacks", "beat", "flower"])
+def test_every_devcmd_service_reaches_redis_and_refuses_private_callbacks(name: str) -> None:
+    environment = compose()["services"][name]["environment"]
+    assert environment["REDIS_URL"] == "redis://redis:6379/0"
+    assert environment["CALLBACK_ALLOW_PRIVATE"] == "false"
+
+
+def test_compose_keeps_redis_durable_and_checks_health() -> None:
+    services = compose()["services"]
+    redis = services["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert "healthcheck" in redis
+    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+    for name in ("web", "worker", "callbacks", "beat"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
