@@ -120,23 +120,28 @@ def register_devices(settings: Settings) -> list[Device]:
     path = credentials_path(settings.home, settings.app_id)
     saved = json.loads(path.read_text()) if path.exists() else {}
     nodes = [f"{settings.node_prefix}{i:04d}" for i in range(1, settings.devices + 1)]
-    devices: list[Device] = []
-    try:
-        with ThreadPoolExecutor(min(settings.threads, len(nodes))) as pool:
-            for device in pool.map(lambda n: _register(settings, token, n, saved.get(n)), nodes):
-                devices.append(device)
-    finally:
-        for device in devices:
-            saved[device.node_id] = {"deviceId": device.device_id, "psk": device.psk}
-        _write_private(path, saved)
+    with ThreadPoolExecutor(min(settings.threads, len(nodes))) as pool:
+        futures = [pool.submit(_register, settings, token, n, saved.get(n)) for n in nodes]
+    # Every registration has run: keep each psk the server handed out, even when another
+    # registration failed, or the next run would find those nodeIds taken and their psk lost.
+    devices = [f.result() for f in futures if f.exception() is None]
+    for device in devices:
+        saved[device.node_id] = {"deviceId": device.device_id, "psk": device.psk}
+    _write_private(path, saved)
+    for future in futures:
+        if (error := future.exception()) is not None:
+            raise error
     return devices
 
 
 def _register(settings: Settings, token: str, node_id: str, saved: dict | None) -> Device:
     headers = {"app_key": settings.app_id, "Authorization": f"Bearer {token}"}
-    response = _session().post(
-        settings.base_url + REGISTER, json={"nodeId": node_id}, headers=headers, timeout=TIMEOUT
-    )
+    try:
+        response = _session().post(
+            settings.base_url + REGISTER, json={"nodeId": node_id}, headers=headers, timeout=TIMEOUT
+        )
+    except requests.RequestException as exc:
+        raise SimulationError(f"registering {node_id}: {exc}") from exc
     if response.status_code == 200:
         body = response.json()
         return Device(node_id, body["deviceId"], body["psk"])
@@ -162,9 +167,12 @@ def _error_code(response: requests.Response) -> str | None:
 def _write_private(path: Path, value: object) -> None:
     """Write JSON atomically, readable by the owner only (it holds device secrets)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    tmp.chmod(0o600)
+    tmp = path.with_name(path.name + ".tmp")
+    # Created private rather than chmod-ed after writing: the secrets are never world-readable.
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # in case a stale tmp file was left with another mode
+    with open(descriptor, "w") as file:
+        file.write(json.dumps(value, indent=2, sort_keys=True))
     os.replace(tmp, path)
 
 
