@@ -38,6 +38,8 @@ class Config:
     expire_zero_grace_ms: int = 1000
     timer_tick_seconds: float = 1.0
     timer_batch: int = 1000
+    enos_cancel_limit: int = 10_000
+    enos_invoke_wait: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

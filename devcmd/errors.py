@@ -91,3 +91,25 @@ class PendingLimitReached(DomainError):
 
 class TaskNotFound(DomainError):
     message = "The revocation task does not exist."
+
+
+class IdentityTaken(DomainError):
+    """An EnOS identity (assetId, or productKey + deviceKey) already names another device."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} is already used by another device of this application.")
+        self.field = field
+
+
+class ScopeTooLarge(DomainError):
+    """A synchronous cancel-all found more cached commands than it may answer in one request."""
+
+    def __init__(self, total: int, limit: int) -> None:
+        super().__init__(
+            f"The device has {total} cached commands, more than {limit} can be cancelled in one "
+            "request: open a revocation task instead (POST "
+            "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks, which answers at once and cancels "
+            "them in the background)."
+        )
+        self.total = total
+        self.limit = limit

@@ -31,6 +31,32 @@ def open_task(svc: Services, app_id: str, device_id: str) -> dict:
     return task
 
 
+def revoke_now(svc: Services, app_id: str, device_id: str, limit: int) -> list[dict]:
+    """Cancel every PENDING command of the device within this call; returns them, cancelled.
+
+    The same two steps as a revocation task, run in the request: one Lua step fixes the scope
+    and fences it off from delivery, then batches sweep it, each one atomic step that also
+    names the commands it cancelled. The task is not listed among the application's tasks; if
+    this process dies midway, beat resumes it like any stalled task. Commands already in an
+    earlier task's scope belong to that task and are not returned. Raises DeviceNotFound, or
+    ScopeTooLarge (nothing changed) when the scope holds more than `limit` commands.
+    """
+    task_id = ids.new_id()
+    svc.revocations.open(app_id, device_id, task_id, now_ms(), 0, listed=False, limit=limit)
+    cancelled: list[str] = []
+    while True:
+        batch = svc.revocations.sweep_batch(
+            app_id, device_id, task_id, now_ms(), svc.config.sweep_batch, with_ids=True
+        )
+        cancelled += batch.ids
+        if batch.done:
+            break
+    if cancelled:
+        svc.outbox.mark_dirty(app_id, device_id)
+        svc.broker.flush(app_id, device_id)
+    return svc.commands.load(app_id, ((device_id, command_id) for command_id in cancelled))
+
+
 def sweep(svc: Services, app_id: str, device_id: str, task_id: str) -> Batch:
     """Run batches for at most `sweep_step_seconds`; returns the last batch (done or not).
 

@@ -28,6 +28,7 @@ class Batch:
     cancelled: int
     total: int
     done: bool
+    ids: tuple[str, ...] = ()
 
 
 def active_member(app_id: str, device_id: str, task_id: str) -> str:
@@ -40,13 +41,28 @@ class RevocationStore:
         self.scripts = scripts
 
     def open(
-        self, app_id: str, device_id: str, task_id: str, now: int, cap: int, *, internal=False
+        self,
+        app_id: str,
+        device_id: str,
+        task_id: str,
+        now: int,
+        cap: int,
+        *,
+        internal: bool = False,
+        listed: bool = True,
+        limit: int = 0,
     ) -> Opened:
-        """Open a task atomically; raises DeviceNotFound. Indexes are written first."""
+        """Open a task atomically. Indexes are written first.
+
+        `internal` marks the device deleted in the same step (and keeps the task unlisted);
+        `listed=False` keeps it out of the application's task queries (a synchronous cancel);
+        `limit` > 0 refuses a scope larger than that. Raises DeviceNotFound or ScopeTooLarge.
+        """
         member = active_member(app_id, device_id, task_id)
+        listed = listed and not internal
         pipe = self.redis.pipeline()
         pipe.zadd(keys.active_tasks(), {member: now})
-        if not internal:
+        if listed:
             pipe.zadd(keys.app_tasks(app_id), {task_id: now})
             pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
         pipe.execute()
@@ -58,10 +74,12 @@ class RevocationStore:
                 keys.device_tasks(app_id, device_id),
                 keys.documents(app_id, device_id),
             ],
-            args=[task_id, now, cap, app_id, device_id, "1" if internal else "0"],
+            args=[task_id, now, cap, app_id, device_id, "1" if internal else "0", limit],
         )
-        if reply[0] == -1:
+        if reply[0] < 0:
             self._unindex(app_id, device_id, task_id)
+            if reply[0] == -2:
+                raise errors.ScopeTooLarge(reply[1], limit)
             raise errors.DeviceNotFound()
         scoped = [orjson.loads(document) | {"status": "PENDING"} for document in reply[2:]]
         return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
@@ -73,8 +91,14 @@ class RevocationStore:
         pipe.hdel(keys.app_task_devices(app_id), task_id)
         pipe.execute()
 
-    def sweep_batch(self, app_id: str, device_id: str, task_id: str, now: int, size: int) -> Batch:
-        """Cancel the next `size` commands of the task's scope in one atomic step."""
+    def sweep_batch(
+        self, app_id: str, device_id: str, task_id: str, now: int, size: int, *, with_ids=False
+    ) -> Batch:
+        """Cancel the next `size` commands of the task's scope in one atomic step.
+
+        `with_ids` also returns the ids cancelled (opt-in: the worker's sweep does not need
+        them). Raises TaskNotFound.
+        """
         reply = self.scripts.sweep_batch(
             keys=[
                 keys.task(app_id, device_id, task_id),
@@ -82,19 +106,19 @@ class RevocationStore:
                 keys.statuses(app_id, device_id),
                 keys.outbox(app_id, device_id),
             ],
-            args=[now, size],
+            args=[now, size, "1" if with_ids else "0"],
         )
         if reply[0] == -1:
             self.redis.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
             raise errors.TaskNotFound()
-        state, cancelled_now, status, cancelled, total = reply
+        state, cancelled_now, status, cancelled, total, *ids = reply
         done = state != 1
         member = active_member(app_id, device_id, task_id)
         if done:
             self.redis.zrem(keys.active_tasks(), member)
         else:
             self.redis.zadd(keys.active_tasks(), {member: now})
-        return Batch(cancelled_now, status, cancelled, total, done)
+        return Batch(cancelled_now, status, cancelled, total, done, tuple(ids))
 
     def device_of(self, app_id: str, task_id: str) -> str | None:
         return self.redis.hget(keys.app_task_devices(app_id), task_id)

@@ -5,11 +5,14 @@
 -- KEYS: 1 device hash, 2 pending queue, 3 task hash, 4 device's task index (zset ms),
 --       5 documents hash (the scoped commands listed in the answer are returned whole)
 -- ARGV: 1 taskId, 2 now ms, 3 how many scoped ids to return, 4 appId, 5 deviceId,
---       6 '1' when the device is being deleted (no further commands accepted)
+--       6 '1' when the device is being deleted (no further commands accepted),
+--       7 optional largest scope accepted (a synchronous cancel); absent or 0 = no limit
 -- Returns: {1, total, documents...} opened; {0, total, documents...} already open;
---          {-1} device unknown. Documents are of scoped commands still PENDING, in queue order.
+--          {-1} device unknown; {-2, total} scope larger than ARGV 7 (nothing written).
+--          Documents are of scoped commands still PENDING, in queue order.
 local dev, q, task, tasks, docs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, now, cap, app_id, device_id, deleting = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local limit = tonumber(ARGV[7] or '0') or 0
 
 local function scoped(result, lo, hi, total)
   if cap <= 0 or total == 0 then
@@ -36,6 +39,9 @@ end
 lo = redis.call('HGET', dev, 'fence') or '0'
 local hi = redis.call('HGET', dev, 'seq') or '0'
 local total = redis.call('ZCOUNT', q, '(' .. lo, hi)
+if limit > 0 and total > limit then
+  return {-2, total}
+end
 redis.call('HSET', dev, 'fence', hi)
 if deleting == '1' then
   redis.call('HSET', dev, 'deleted', '1', 'deletedTime', now)

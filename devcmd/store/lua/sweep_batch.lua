@@ -5,11 +5,13 @@
 -- so a retried or duplicated run neither skips nor double-counts. The expiry index is left
 -- alone: the expiry job skips ids that are no longer PENDING.
 -- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list
--- ARGV: 1 now ms, 2 batch size
+-- ARGV: 1 now ms, 2 batch size, 3 optional '1': also return the ids cancelled in this batch
+--       (a synchronous cancel answers them; the worker's sweep leaves it out and stays lean)
 -- Returns: {-1} unknown task; {state, cancelled in this batch, status, cancelledCount, totalCount}
+--          then, with ARGV 3 = '1', the ids cancelled in this batch in queue order;
 --          state 0 = already finished (nothing written), 1 = more to do, 2 = finished now
 local task, q, st, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now, batch = ARGV[1], tonumber(ARGV[2])
+local now, batch, with_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000
 
 local status = redis.call('HGET', task, 'status')
@@ -40,10 +42,20 @@ if n > 0 then
   redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. table.concat(ids, ','))
 end
 
+local function reply(state, final, count)
+  local out = {state, n, final, count, total}
+  if with_ids then
+    for i = 1, n do
+      out[5 + i] = ids[i]
+    end
+  end
+  return out
+end
+
 local cancelled = redis.call('HINCRBY', task, 'cancelledCount', n)
 redis.call('HSET', task, 'progressTime', now)
 if n == batch then
-  return {1, n, 'RUNNING', cancelled, total}
+  return reply(1, 'RUNNING', cancelled)
 end
 
 local final = 'PART_SUCCESS'
@@ -56,4 +68,4 @@ else
   redis.call('HSET', task, 'reason', (total - cancelled) .. ' command(s) in scope ended another way first')
 end
 redis.call('HSET', task, 'status', final, 'finishTime', now)
-return {2, n, final, cancelled, total}
+return reply(2, final, cancelled)
