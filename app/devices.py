@@ -17,7 +17,12 @@ bp = Blueprint("devices", __name__, url_prefix="/iocm/app")
 def register():
     body = json_body(RegisterBody())
     device = devices.register(
-        services(), app_id(), body["nodeId"], body["verifyCode"], body["timeout"]
+        services(),
+        app_id(),
+        body.pop("nodeId"),
+        body.pop("verifyCode"),
+        body.pop("timeout"),
+        **body,
     )
     return Registered().dump(device)
 

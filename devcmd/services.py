@@ -52,7 +52,7 @@ class Services:
 
     @cached_property
     def devices(self) -> DeviceStore:
-        return DeviceStore(self.redis)
+        return DeviceStore(self.redis, self.scripts)
 
     @cached_property
     def commands(self) -> CommandStore:

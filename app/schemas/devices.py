@@ -2,13 +2,17 @@
 
 from marshmallow import fields, validate
 
-from app.schemas import BaseSchema, HuaweiTime, StrictInteger, identifier
+from app.schemas import BaseSchema, HuaweiTime, StrictInteger, enos_name, identifier
 
 
 class RegisterBody(BaseSchema):
     nodeId = identifier(required=True)
     verifyCode = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
     timeout = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(0, 2**31))
+    # EnOS names of the device (docs/enos.md), each unique in the application.
+    productKey = enos_name(load_default=None, allow_none=True)
+    deviceKey = enos_name(load_default=None, allow_none=True)
+    assetId = enos_name(load_default=None, allow_none=True)
 
 
 class Registered(BaseSchema):
@@ -16,11 +20,17 @@ class Registered(BaseSchema):
     verifyCode = fields.String()
     timeout = fields.Integer()
     psk = fields.String()
+    productKey = fields.String()
+    deviceKey = fields.String()
+    assetId = fields.String()
 
 
 class DeviceInfo(BaseSchema):
     nodeId = fields.String()
     status = fields.Constant("OFFLINE")
+    productKey = fields.String()
+    deviceKey = fields.String()
+    assetId = fields.String()
 
 
 class DeviceAnswer(BaseSchema):

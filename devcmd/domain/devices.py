@@ -11,12 +11,23 @@ from devcmd.domain import ids
 from devcmd.services import Services
 
 DEFAULT_REGISTRATION_TIMEOUT = 180
+ENOS_NAMES = ("assetId", "productKey", "deviceKey")
 
 
 def register(
-    svc: Services, app_id: str, node_id: str, verify_code: str | None, timeout: int | None
+    svc: Services,
+    app_id: str,
+    node_id: str,
+    verify_code: str | None,
+    timeout: int | None,
+    **enos: str | None,
 ) -> dict:
-    """Register a device; returns {deviceId, verifyCode, timeout, psk}. Raises NodeIdTaken."""
+    """Register a device; returns {deviceId, verifyCode, timeout, psk} and its EnOS names.
+
+    `enos` may carry `assetId`, `productKey` and `deviceKey` (the last two together), each
+    unique in the application. Raises NodeIdTaken, IdentityTaken or InvalidInput.
+    """
+    names = _enos_names(svc, app_id, enos)
     device_id, psk, now = ids.new_id(), secrets.token_hex(16), now_ms()
     verify_code = verify_code or node_id
     timeout = DEFAULT_REGISTRATION_TIMEOUT if timeout is None else timeout
@@ -29,10 +40,59 @@ def register(
         "pskHash": hashlib.sha256(psk.encode()).hexdigest(),
         "createTime": now,
         "lastModifiedTime": now,
-    }
-    if not svc.devices.create(app_id, device_id, node_id, record):
-        raise errors.NodeIdTaken()
-    return {"deviceId": device_id, "verifyCode": verify_code, "timeout": timeout, "psk": psk}
+    } | names
+    svc.devices.create(app_id, device_id, record)
+    answer = {"deviceId": device_id, "verifyCode": verify_code, "timeout": timeout, "psk": psk}
+    return answer | names
+
+
+def _enos_names(svc: Services, app_id: str, enos: dict) -> dict[str, str]:
+    """The EnOS names given at registration, checked for shape and for clashes with deviceIds."""
+    names = {k: v for k, v in enos.items() if k in ENOS_NAMES and v}
+    if bool(names.get("productKey")) != bool(names.get("deviceKey")):
+        raise errors.InvalidInput("productKey", "productKey and deviceKey must be given together")
+    # A device without an assetId is named in EnOS by its deviceId: keep the two apart.
+    asset_id = names.get("assetId")
+    if asset_id and ids.is_valid(asset_id) and svc.devices.get(app_id, asset_id):
+        raise errors.IdentityTaken("assetId")
+    return names
+
+
+def find(
+    svc: Services,
+    app_id: str,
+    asset_id: str | None,
+    product_key: str | None,
+    device_key: str | None,
+) -> dict:
+    """The live device EnOS names by `assetId` or by `productKey` + `deviceKey`.
+
+    When both come they must name the same device. A device registered without an assetId
+    answers to its deviceId. Raises InvalidInput or DeviceNotFound.
+    """
+    if bool(product_key) != bool(device_key):
+        raise errors.InvalidInput("productKey", "productKey and deviceKey must be given together")
+    if not asset_id and not product_key:
+        raise errors.InvalidInput("assetId", "give assetId or productKey + deviceKey")
+    by_asset = _by_asset(svc, app_id, asset_id) if asset_id else None
+    by_key = svc.devices.by_device_key(app_id, product_key, device_key) if product_key else None
+    if asset_id and product_key and by_asset != by_key:
+        raise errors.InvalidInput(
+            "assetId", "assetId and productKey + deviceKey name different devices"
+        )
+    device_id = by_asset or by_key
+    device = svc.devices.get(app_id, device_id) if device_id else None
+    if not device:
+        raise errors.DeviceNotFound()
+    return device
+
+
+def _by_asset(svc: Services, app_id: str, asset_id: str) -> str | None:
+    device_id = svc.devices.by_asset(app_id, asset_id)
+    if device_id is None and ids.is_valid(asset_id):
+        device = svc.devices.get(app_id, asset_id)
+        device_id = asset_id if device and not device.get("assetId") else None
+    return device_id
 
 
 def get(svc: Services, app_id: str, device_id: str) -> dict:
@@ -53,5 +113,5 @@ def delete(svc: Services, app_id: str, device_id: str) -> None:
     device = get(svc, app_id, device_id)
     task_id = ids.new_id()
     svc.revocations.open(app_id, device_id, task_id, now_ms(), cap=0, internal=True)
-    svc.devices.unindex(app_id, device_id, device["nodeId"])
+    svc.devices.unindex(app_id, device_id, device)
     svc.broker.sweep(app_id, device_id, task_id)

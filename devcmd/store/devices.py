@@ -1,26 +1,43 @@
-"""Device records, per-application device index and nodeId uniqueness."""
+"""Device records, the per-application device index and unique names (nodeId, and EnOS's
+assetId and productKey + deviceKey)."""
 
 from __future__ import annotations
 
 from redis import Redis
 
+from devcmd import errors
 from devcmd.store import keys
+from devcmd.store.scripts import Scripts
+
+TAKEN = {-1: "nodeId", -2: "assetId", -3: "productKey + deviceKey"}
 
 
 class DeviceStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
+        self.scripts = scripts
 
-    def create(self, app_id: str, device_id: str, node_id: str, record: dict) -> bool:
-        """Store a device; False if the application already has a device with this nodeId."""
-        if not self.redis.hsetnx(keys.app_nodes(app_id), node_id, device_id):
-            return False
+    def create(self, app_id: str, device_id: str, record: dict) -> None:
+        """Store a device after claiming its unique names in one atomic step.
+
+        Raises NodeIdTaken, or IdentityTaken naming the EnOS attribute already in use.
+        """
+        dkey = ""
+        if record.get("productKey"):
+            dkey = keys.device_key_member(record["productKey"], record["deviceKey"])
+        (code,) = self.scripts.register_device(
+            keys=[keys.app_nodes(app_id), keys.app_assets(app_id), keys.app_device_keys(app_id)],
+            args=[device_id, record["nodeId"], record.get("assetId") or "", dkey],
+        )
+        if code == -1:
+            raise errors.NodeIdTaken()
+        if code < 0:
+            raise errors.IdentityTaken(TAKEN[code])
         pipe = self.redis.pipeline()
         pipe.hset(keys.device(app_id, device_id), mapping=record)
         pipe.zadd(keys.app_devices(app_id), {device_id: int(record["createTime"])})
         pipe.hset(keys.device_owners(), device_id, app_id)
         pipe.execute()
-        return True
 
     def owner(self, device_id: str) -> str | None:
         """The application a device belongs to (devices authenticate by their own id)."""
@@ -33,10 +50,24 @@ class DeviceStore:
             return None
         return record
 
-    def unindex(self, app_id: str, device_id: str, node_id: str) -> None:
+    def by_asset(self, app_id: str, asset_id: str) -> str | None:
+        """The deviceId registered with this EnOS assetId."""
+        return self.redis.hget(keys.app_assets(app_id), asset_id)
+
+    def by_device_key(self, app_id: str, product_key: str, device_key: str) -> str | None:
+        """The deviceId registered with this EnOS productKey + deviceKey."""
+        member = keys.device_key_member(product_key, device_key)
+        return self.redis.hget(keys.app_device_keys(app_id), member)
+
+    def unindex(self, app_id: str, device_id: str, record: dict[str, str]) -> None:
         """Forget a deleted device in the application's indexes (its commands stay queryable)."""
         pipe = self.redis.pipeline()
-        pipe.hdel(keys.app_nodes(app_id), node_id)
+        pipe.hdel(keys.app_nodes(app_id), record["nodeId"])
+        if record.get("assetId"):
+            pipe.hdel(keys.app_assets(app_id), record["assetId"])
+        if record.get("productKey"):
+            member = keys.device_key_member(record["productKey"], record["deviceKey"])
+            pipe.hdel(keys.app_device_keys(app_id), member)
         pipe.zrem(keys.app_devices(app_id), device_id)
         pipe.hdel(keys.device_owners(), device_id)
         pipe.execute()

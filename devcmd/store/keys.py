@@ -38,6 +38,20 @@ def app_nodes(app_id: str) -> str:
     return f"{PREFIX}:{{{app_id}}}:nodes"
 
 
+def app_assets(app_id: str) -> str:
+    """Hash EnOS assetId -> deviceId (unique per application)."""
+    return f"{PREFIX}:{{{app_id}}}:assets"
+
+
+def app_device_keys(app_id: str) -> str:
+    """Hash `productKey/deviceKey` -> deviceId (EnOS's device triple, unique per application)."""
+    return f"{PREFIX}:{{{app_id}}}:device-keys"
+
+
+def device_key_member(product_key: str, device_key: str) -> str:
+    return f"{product_key}/{device_key}"
+
+
 def app_commands(app_id: str) -> str:
     """Zset of the application's command ids by creation time."""
     return f"{PREFIX}:{{{app_id}}}:commands"

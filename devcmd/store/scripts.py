@@ -17,6 +17,7 @@ NAMES = (
     "ack_command",
     "finish_command",
     "tick_device",
+    "register_device",
 )
 
 
@@ -40,3 +41,4 @@ class Scripts:
     ack_command: Script
     finish_command: Script
     tick_device: Script
+    register_device: Script
