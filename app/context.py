@@ -1,7 +1,9 @@
-"""Request-scoped helpers: the process's services and the application a request acts for."""
+"""Request-scoped helpers: the process's services, the application a request acts for, and
+the request's id."""
 
 from __future__ import annotations
 
+import uuid
 from functools import wraps
 
 from flask import current_app, g, request
@@ -15,21 +17,35 @@ def services() -> Services:
 
 
 def app_id() -> str:
-    """The effective application, set by `authenticated`."""
+    """The effective application, set by `authenticated` (or `acting_for`)."""
     return g.app_id
 
 
-def authenticated(view):
-    """Require `app_key` + `Authorization: Bearer`; honour an authorized `appId` query parameter."""
+def request_id() -> str:
+    """A fresh id for this request (EnOS answers carry it as `requestId`)."""
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex
+    return g.request_id
 
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        g.app_id = auth.authenticate(
-            services(),
-            request.headers.get("app_key"),
-            request.headers.get("Authorization"),
-            request.args.get("appId"),
-        )
-        return view(*args, **kwargs)
 
-    return wrapper
+def acting_for(parameter: str):
+    """Require `app_key` + `Authorization: Bearer`; the query `parameter` may name another
+    application that authorized the caller (OceanConnect's `appId`, EnOS's `orgId`)."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            g.app_id = auth.authenticate(
+                services(),
+                request.headers.get("app_key"),
+                request.headers.get("Authorization"),
+                request.args.get(parameter),
+            )
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+authenticated = acting_for("appId")

@@ -1,13 +1,16 @@
-"""Maps domain errors to (HTTP status, OceanConnect error_code) and renders the envelope."""
+"""Maps domain errors to each dialect's codes and renders its envelope: OceanConnect's
+`{error_code, error_desc}` with a meaningful HTTP status, EnOS's `{code, msg, submsg,
+requestId, data}` (for paths under /connect-service/)."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.context import request_id
 from devcmd import errors
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.NotAuthorized: (403, "100217"),
     errors.DeviceNotFound: (404, "100418"),
     errors.NodeIdTaken: (409, "100416"),
+    errors.IdentityTaken: (409, "100416"),
     errors.CommandNotFound: (404, "100434"),
     errors.CommandNotCancellable: (409, "100435"),
     errors.PendingLimitReached: (400, "100223"),
@@ -34,11 +38,42 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
 
 HTTP_CODES = {404: "100022", 405: "100022", 413: "100022", 415: "100022"}
 
+ENOS_PREFIX = "/connect-service/"
+ENOS_INVALID = (99400, "Invalid parameter")
+ENOS_INTERNAL = (99500, "Internal server error")
+ENOS_CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
+    errors.InvalidInput: ENOS_INVALID,
+    errors.AppKeyMissing: (99401, "Authentication failed"),
+    errors.TokenInvalid: (99401, "Authentication failed"),
+    errors.AppFrozen: (99403, "No permission"),
+    errors.AppNotFound: (99403, "No permission"),
+    errors.NotAuthorized: (99403, "No permission"),
+    errors.DeviceNotFound: (99404, "Object does not exist"),
+    errors.CommandNotFound: (99404, "Object does not exist"),
+    errors.CommandNotCancellable: (99409, "Command cannot be cancelled"),
+    errors.ScopeTooLarge: (99413, "Too many cached commands for one request"),
+    errors.PendingLimitReached: (11902, "Cached command limit reached"),
+}
+# action=get reports an unknown command with its own code, as EnOS documents it.
+ENOS_ACTION_CODES = {("get", errors.CommandNotFound): (11404, "commandId not found")}
+
 
 def envelope(status: int, code: str, desc: str):
     response = jsonify(error_code=code, error_desc=desc)
     response.status_code = status
     return response
+
+
+def enos_envelope(code: int, msg: str, submsg: str, status: int = 200):
+    """EnOS answers every outcome with HTTP 200 and says it in `code`, as its gateway does (an
+    `enos-poseidon` client gets nothing back from a non-2xx answer); only 99500 is a 500."""
+    response = jsonify(code=code, msg=msg, submsg=submsg, requestId=request_id(), data=None)
+    response.status_code = status
+    return response
+
+
+def is_enos() -> bool:
+    return request.path.startswith(ENOS_PREFIX)
 
 
 def flatten(messages, prefix: str = "") -> list[str]:
@@ -54,11 +89,28 @@ def flatten(messages, prefix: str = "") -> list[str]:
     return [line for m in messages for line in flatten(m, prefix)]
 
 
+def _enos_domain(exc: errors.DomainError):
+    known = next((cls for cls in type(exc).__mro__ if cls in ENOS_CATALOGUE), None)
+    code, msg = ENOS_CATALOGUE[known] if known else ENOS_INTERNAL
+    code, msg = ENOS_ACTION_CODES.get((g.get("enos_action"), known), (code, msg))
+    return enos_envelope(code, msg, exc.message, 500 if code == ENOS_INTERNAL[0] else 200)
+
+
+def _enos_http(status: int, desc: str):
+    """Routing and protocol failures (unknown path, body too large) under /connect-service/."""
+    if status >= 500:
+        return enos_envelope(*ENOS_INTERNAL, desc, 500)
+    code, msg = (99404, "Object does not exist") if status == 404 else ENOS_INVALID
+    return enos_envelope(code, msg, desc)
+
+
 def register(app: Flask) -> None:
-    """Install the handlers that turn every failure into the `{error_code, error_desc}` envelope."""
+    """Install the handlers that turn every failure into its dialect's envelope."""
 
     @app.errorhandler(errors.DomainError)
     def _domain(exc: errors.DomainError):
+        if is_enos():
+            return _enos_domain(exc)
         known = next((cls for cls in type(exc).__mro__ if cls in CATALOGUE), None)
         status, code = CATALOGUE[known] if known else (500, "100001")
         response = envelope(status, code, exc.message)
@@ -68,14 +120,22 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError):
-        return envelope(400, "100022", "The input is invalid: " + "; ".join(flatten(exc.messages)))
+        desc = "; ".join(flatten(exc.messages))
+        if is_enos():
+            return enos_envelope(*ENOS_INVALID, desc)
+        return envelope(400, "100022", "The input is invalid: " + desc)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        code = HTTP_CODES.get(exc.code or 500, "100022" if (exc.code or 500) < 500 else "100001")
-        return envelope(exc.code or 500, code, exc.description or exc.name)
+        status = exc.code or 500
+        if is_enos():
+            return _enos_http(status, exc.description or exc.name)
+        code = HTTP_CODES.get(status, "100022" if status < 500 else "100001")
+        return envelope(status, code, exc.description or exc.name)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
+        if is_enos():
+            return enos_envelope(*ENOS_INTERNAL, "Internal server error.", 500)
         return envelope(500, "100001", "Internal server error.")

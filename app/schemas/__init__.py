@@ -8,6 +8,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from devcmd import clock
 
 MAX_ID = 64
+# EnOS names (assetId, productKey, deviceKey): no `/`, which joins productKey and deviceKey.
+ENOS_NAME = r"^[A-Za-z0-9_.:@\-]{1,64}$"
 
 
 class StrictInteger(fields.Integer):
@@ -45,6 +47,11 @@ def identifier(**kwargs) -> fields.String:
     return fields.String(validate=validate.Length(1, MAX_ID), **kwargs)
 
 
+def enos_name(**kwargs) -> fields.String:
+    message = "1-64 characters of A-Z a-z 0-9 _ . : @ -"
+    return fields.String(validate=validate.Regexp(ENOS_NAME, error=message), **kwargs)
+
+
 class BaseSchema(Schema):
     """Unknown fields are ignored (OceanConnect clients send what their SDK version knows)."""
 
@@ -65,6 +72,13 @@ def json_body(schema: Schema) -> dict:
     if not isinstance(data, dict):
         raise ValidationError("must be a JSON object", field_name="body")
     return schema.load(data)
+
+
+def optional_json_body(schema: Schema) -> dict:
+    """Like `json_body`, but an empty body reads as `{}` (EnOS clients POST without one)."""
+    if not request.get_data().strip():
+        return schema.load({})
+    return json_body(schema)
 
 
 def query_args(schema: Schema) -> dict:

@@ -9,7 +9,7 @@ from devcmd.clock import to_huawei
 MAX_EXPIRE = 2**31 - 1
 
 
-def _storable(paras: dict | None) -> None:
+def storable(paras: dict | None) -> None:
     """paras is stored and answered as JSON with 64-bit integers (as OceanConnect's Long)."""
     try:
         orjson.dumps(paras)
@@ -20,9 +20,7 @@ def _storable(paras: dict | None) -> None:
 class CommandDTO(BaseSchema):
     serviceId = identifier(required=True)
     method = fields.String(required=True, validate=validate.Length(1, 128))
-    paras = fields.Dict(
-        keys=fields.String(), load_default=dict, allow_none=True, validate=_storable
-    )
+    paras = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True, validate=storable)
 
 
 class CreateCommandBody(BaseSchema):

@@ -10,8 +10,18 @@ from devcmd.services import Services
 DEFAULT_EXPIRE_SECONDS = 172_800
 
 
-def create(svc: Services, app_id: str, device_id: str, command: dict, options: dict) -> dict:
-    """Queue a command (PENDING). Raises DeviceNotFound or PendingLimitReached."""
+def create(
+    svc: Services,
+    app_id: str,
+    device_id: str,
+    command: dict,
+    options: dict,
+    extra: dict | None = None,
+) -> dict:
+    """Queue a command (PENDING); `extra` fields are kept with it (EnOS's pendingTtl, timeout).
+
+    Raises DeviceNotFound or PendingLimitReached.
+    """
     if not ids.is_valid(device_id):
         raise errors.DeviceNotFound()
     if options.get("callbackUrl"):
@@ -30,7 +40,7 @@ def create(svc: Services, app_id: str, device_id: str, command: dict, options: d
         "expireTime": expire,
         "maxRetransmit": options.get("maxRetransmit") or 0,
         "creationTime": now,
-    }
+    } | (extra or {})
     # expireTime 0 means "now or never": the command is offered for a moment, then expires.
     due = now + (expire * 1000 if expire else svc.config.expire_zero_grace_ms)
     svc.commands.create(record, due_ms=due, max_pending=svc.config.max_pending_per_device)
@@ -54,6 +64,11 @@ def query(
     if device_id and not ids.is_valid(device_id):
         return 0, []
     return svc.commands.page(app_id, device_id, start, end, page_no * size, size)
+
+
+def status(svc: Services, app_id: str, device_id: str, command_id: str) -> str | None:
+    """The command's status alone (one cheap read, for waiting on an outcome)."""
+    return svc.commands.status(app_id, device_id, command_id)
 
 
 def cancel(svc: Services, app_id: str, command_id: str) -> dict:

@@ -64,6 +64,26 @@ class CommandStore:
         pipe.zrem(keys.app_commands(app_id), command_id)
         pipe.execute()
 
+    def status(self, app_id: str, device_id: str, command_id: str) -> str | None:
+        return self.redis.hget(keys.statuses(app_id, device_id), command_id)
+
+    def window(self, app_id: str, device_id: str, start: int, end: int) -> tuple[int, int]:
+        """(rank of the newest, how many) of the device's commands created in [start, end],
+        ranks counted newest first: a window read by rank costs O(log n) per chunk."""
+        index = keys.device_commands(app_id, device_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcount(index, f"({end}", "+inf")
+        pipe.zcount(index, start, end)
+        newer, count = pipe.execute()
+        return newer, count
+
+    def ids_by_rank(self, app_id: str, device_id: str, first: int, last: int) -> list[str]:
+        """The device's command ids from rank `first` to `last` (inclusive), newest first."""
+        return self.redis.zrevrange(keys.device_commands(app_id, device_id), first, last)
+
+    def statuses(self, app_id: str, device_id: str, ids: list[str]) -> list[str | None]:
+        return self.redis.hmget(keys.statuses(app_id, device_id), ids) if ids else []
+
     def device_of(self, app_id: str, command_id: str) -> str | None:
         return self.redis.hget(keys.app_command_devices(app_id), command_id)
 
