@@ -16,6 +16,7 @@ from app.schemas.enos import (
     GetQuery,
     InvokeBody,
     InvokeQuery,
+    Pagination,
     SearchBody,
     command_answer,
     parse_expression,
@@ -67,7 +68,7 @@ def get() -> dict:
 def search() -> dict:
     _, device = _device(DeviceQuery())
     body = optional_json_body(SearchBody())
-    page = body["pagination"]
+    page = body["pagination"] or Pagination().load({})
     total, records = enos.search(
         services(),
         app_id(),

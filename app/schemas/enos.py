@@ -60,7 +60,7 @@ class SearchBody(BaseSchema):
     expression = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(max=2000)
     )
-    pagination = fields.Nested(Pagination, load_default=lambda: Pagination().load({}))
+    pagination = fields.Nested(Pagination, load_default=None, allow_none=True)
     projection = fields.List(identifier(), load_default=None, allow_none=True)
 
 

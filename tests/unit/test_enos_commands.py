@@ -170,6 +170,8 @@ def test_search_pages_newest_first_with_enos_defaults(client, headers, device):
     ids = [oc_create(client, headers, device["deviceId"]) for _ in range(5)]
     first = enos(client, headers, "search")
     assert first["pagination"] == {"pageNo": 1, "pageSize": 100, "totalSize": 5}
+    nulls = {"expression": None, "pagination": None, "projection": None}
+    assert enos(client, headers, "search", json=nulls)["pagination"] == first["pagination"]
     assert [c["commandId"] for c in first["data"]] == ids[::-1]
     body = {"pagination": {"pageNo": 2, "pageSize": 2}}
     second = enos(client, headers, "search", json=body)
