@@ -9,16 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_validation import json_values
+
 ENOS = "/connect-service/v2.1/commands"
 ENVELOPE = {"code", "msg", "submsg", "requestId", "data"}
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=10,
-)
 texts = st.sampled_from(
     ["1", "0", "-1", "172800", "61", "30", "s", "http://127.0.0.1/cb"]
 ) | st.text(max_size=70)
