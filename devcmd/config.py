@@ -32,6 +32,7 @@ class Config:
     callback_retry_schedule: str = "5,30,120,600,3600,21600"
     callback_breaker_failures: int = 5
     callback_breaker_cooldown: float = 30.0
+    callback_lease_seconds: float = 300.0
     callback_allow_private: bool = False
     worker_heartbeat_ttl: int = 15
     ack_timeout: float = 30.0

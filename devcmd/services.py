@@ -68,7 +68,7 @@ class Services:
 
     @cached_property
     def notifications(self) -> NotificationStore:
-        return NotificationStore(self.redis)
+        return NotificationStore(self.redis, self.scripts)
 
     @cached_property
     def outbox(self) -> OutboxStore:

@@ -70,6 +70,8 @@ def deliver(svc: Services, sender: Sender, refs: list[list[str]]) -> dict[str, i
     notifications wait without spending an attempt.
     """
     records = _pending(svc, refs)
+    pending = {(r["appId"], r["deviceId"], r["id"]) for r in records}
+    svc.notifications.settle([tuple(ref) for ref in refs if tuple(ref) not in pending])
     batch = _Batch(svc, records)
     by_command: dict[str, list[dict]] = defaultdict(list)
     for record in sorted(records, key=lambda r: STATUS_ORDER.get(r["status"], 9)):
@@ -180,8 +182,12 @@ class _Batch:
     def commit(self) -> None:
         """Write every touched record, schedule every wait, and persist the breakers."""
         waiting = [r for r in self.touched if r["nextAttempt"]]
+        settled = [
+            (r["appId"], r["deviceId"], r["id"]) for r in self.touched if not r["nextAttempt"]
+        ]
         self.svc.notifications.save(self.touched)
         self.svc.notifications.schedule(waiting, {r["id"]: r["nextAttempt"] for r in waiting})
+        self.svc.notifications.settle(settled)
         failed = [r for r in self.touched if r["state"] == "failed"]
         self.svc.notifications.mark_failed(failed, now_ms())
         for origin, (failures, until) in self.breakers.items():

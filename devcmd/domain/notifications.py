@@ -1,9 +1,11 @@
 """Callback notifications: drain a device's outbox into delivery batches, and deliver them.
 
 Delivery (`devcmd.domain.delivery`) is at-least-once: an event leaves the outbox only after its
-records exist and its delivery task is enqueued; failed attempts are retried on the schedule in
-CALLBACK_RETRY_SCHEDULE through a Redis due-time set. Receivers deduplicate on `webhook-id`,
-which is stable across retries.
+records exist and its delivery task is enqueued; every record handed to a delivery task is
+leased on a Redis due-time set (CALLBACK_LEASE_SECONDS) until that task settles it, so a task
+lost with its worker is sent again when the lease ends; failed attempts are retried on the
+schedule in CALLBACK_RETRY_SCHEDULE through the same set. Receivers deduplicate on
+`webhook-id`, which is stable across retries.
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
                 for command_id, url, detail in zip(event.command_ids, urls, details, strict=True):
                     if url:
                         records.append(_record(app_id, device_id, event, command_id, url, detail))
-            fresh = svc.notifications.create(records)
+            fresh = svc.notifications.create(records, lease_until(svc))
             refs = [[app_id, device_id, r["id"]] for r in fresh]
             for start in range(0, len(refs), NOTIFICATIONS_PER_TASK):
                 svc.broker.deliver(refs[start : start + NOTIFICATIONS_PER_TASK])
             svc.outbox.drop(app_id, device_id, len(events))
+        svc.outbox.drop(app_id, device_id, 0)  # nothing (left) to drain: no longer dirty
     finally:
         svc.outbox.unlock(app_id, device_id, token)
     return True
@@ -80,9 +83,15 @@ def _record(app_id: str, device_id: str, event, command_id: str, url: str, detai
     }
 
 
+def lease_until(svc: Services) -> int:
+    """When a notification handed to a delivery task now falls due again if nobody settles it
+    (its delivery task died with a worker, or was never enqueued)."""
+    return now_ms() + int(svc.config.callback_lease_seconds * 1000)
+
+
 def retry_due(svc: Services) -> int:
-    """Hand notifications whose retry is due to delivery tasks; returns how many."""
-    claimed = svc.notifications.claim_due(now_ms(), RETRY_CLAIM)
+    """Hand notifications whose retry (or lease) is due to delivery tasks; returns how many."""
+    claimed = svc.notifications.claim_due(now_ms(), RETRY_CLAIM, lease_until(svc))
     by_device: dict[tuple[str, str], list[list[str]]] = defaultdict(list)
     for app_id, device_id, notification_id in claimed:
         by_device[app_id, device_id].append([app_id, device_id, notification_id])

@@ -64,6 +64,9 @@ def sweep(svc: Services, app_id: str, device_id: str, task_id: str) -> Batch:
     """
     deadline = time.monotonic() + svc.config.sweep_step_seconds
     cancelled = 0
+    # Marked before the batches too: if this process dies after a batch and before the flush
+    # below, beat's drain still finds the device's outbox.
+    svc.outbox.mark_dirty(app_id, device_id)
     while True:
         batch = svc.revocations.sweep_batch(
             app_id, device_id, task_id, now_ms(), svc.config.sweep_batch

@@ -9,6 +9,7 @@ import orjson
 from redis import Redis
 
 from devcmd.store import keys
+from devcmd.store.scripts import Scripts
 
 
 @dataclass(frozen=True)
@@ -79,18 +80,28 @@ class OutboxStore:
 class NotificationStore:
     """Notification records (state and attempt history), the retry schedule, receiver breakers."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
+        self.scripts = scripts
 
-    def create(self, records: list[dict]) -> list[dict]:
-        """Store new records; returns those that did not exist yet (a re-drained event is
-        delivered again, but its record and history are kept)."""
-        pipe = self.redis.pipeline(transaction=False)
+    def create(self, records: list[dict], lease_until: int) -> list[dict]:
+        """Store new records, each leased on the due set until `lease_until` (ms) in the same
+        transaction; returns those that did not exist yet.
+
+        The lease is what makes delivery survive a crash: a record whose delivery task dies (or
+        is never enqueued) falls due when the lease ends and `retry_due` sends it. A re-drained
+        record that already exists keeps its history and its place on the due set (NX); if it
+        was settled meanwhile, the delivery that finds it so drops it from the set.
+        """
+        pipe = self.redis.pipeline(transaction=True)
         for record in records:
             key = keys.notifications(record["appId"], record["deviceId"])
             pipe.hsetnx(key, record["id"], orjson.dumps(record))
-        created = pipe.execute() if records else []
-        return [record for record, new in zip(records, created, strict=True) if new]
+        if records:
+            members = {_due_member(r): lease_until for r in records}
+            pipe.zadd(keys.notifications_due(), members, nx=True)
+        replies = pipe.execute() if records else []
+        return [record for record, new in zip(records, replies, strict=False) if new]
 
     def save(self, records: list[dict]) -> None:
         """Write records (keyed by their `id`) of possibly several devices in one round trip."""
@@ -103,6 +114,11 @@ class NotificationStore:
     def load(self, app_id: str, device_id: str, ids: list[str]) -> list[dict | None]:
         raw = self.redis.hmget(keys.notifications(app_id, device_id), ids) if ids else []
         return [orjson.loads(r) if r else None for r in raw]
+
+    def settle(self, refs: list[tuple[str, str, str]]) -> None:
+        """Take notifications that need no further attempt off the due set."""
+        if refs:
+            self.redis.zrem(keys.notifications_due(), *("/".join(ref) for ref in refs))
 
     def schedule(self, records: list[dict], due_ms: dict[str, int]) -> None:
         """Put notifications on the retry schedule at their due times (ms by id)."""
@@ -122,13 +138,11 @@ class NotificationStore:
         if refs:
             self.redis.zrem(keys.notifications_failed(), *("/".join(ref) for ref in refs))
 
-    def claim_due(self, now: int, limit: int) -> list[tuple[str, str, str]]:
-        """Take due notifications off the schedule; each is claimed by exactly one caller."""
-        members = self.redis.zrangebyscore(keys.notifications_due(), "-inf", now, 0, limit)
-        pipe = self.redis.pipeline(transaction=False)
-        for member in members:
-            pipe.zrem(keys.notifications_due(), member)
-        claimed = [m for m, won in zip(members, pipe.execute(), strict=True) if won]
+    def claim_due(self, now: int, limit: int, lease_until: int) -> list[tuple[str, str, str]]:
+        """Claim due notifications, each by exactly one caller, leased until `lease_until`."""
+        claimed = self.scripts.claim_due(
+            keys=[keys.notifications_due()], args=[now, limit, lease_until]
+        )
         return [tuple(m.split("/", 2)) for m in claimed]
 
     def breaker(self, origin: str) -> tuple[int, int]:

@@ -18,6 +18,7 @@ NAMES = (
     "finish_command",
     "tick_device",
     "register_device",
+    "claim_due",
 )
 
 
@@ -42,3 +43,4 @@ class Scripts:
     finish_command: Script
     tick_device: Script
     register_device: Script
+    claim_due: Script

@@ -293,3 +293,59 @@ def test_a_rotated_secret_signs_alongside_the_new_one_during_its_grace(
     assert auth.webhook_secrets(svc.apps.get(app_id)) == [new, old]
     auth.rotate_webhook_secret(svc, app_id, grace_seconds=0)
     assert len(auth.webhook_secrets(svc.apps.get(app_id))) == 1
+
+
+def test_a_delivery_lost_with_its_worker_is_sent_again_when_its_lease_ends(
+    svc, app_id, device_id, receiver, sender
+):
+    """Flush leases every record it hands to a delivery task; if that task never runs (its
+    worker was SIGKILLed), retry_due sends them once the lease ends, and a settled record
+    leaves the due set."""
+    svc.config = svc.config.with_(callback_lease_seconds=0.2)
+    ids = cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 3)
+    lost = queued_refs(svc)  # published, never run: the worker died with it
+    assert sorted(ref[2] for ref in lost) == sorted(f"msg_{cid}_CANCELED" for cid in ids)
+    assert notifications.retry_due(svc) == 0  # leased, not yet due
+    time.sleep(0.3)
+    assert notifications.retry_due(svc) == 3
+    assert notifications.retry_due(svc) == 0  # claimed once, leased again
+    assert delivery.deliver(svc, sender, queued_refs(svc)[len(lost) :])["delivered"] == 3
+    assert sorted(b["commandId"] for b in [body for _, body in receiver.received]) == sorted(ids)
+    assert svc.redis.zcard(keys.notifications_due()) == 0
+    # The lost task's message comes back at last (visibility timeout): nothing is sent twice.
+    assert delivery.deliver(svc, sender, lost) == {"postponed": 0}
+    assert len([body for _, body in receiver.received]) == 3
+
+
+def test_records_written_by_a_flush_that_died_before_enqueueing_are_still_sent(
+    svc, app_id, device_id, receiver, sender
+):
+    svc.config = svc.config.with_(callback_lease_seconds=0.1)
+    (command_id,) = [
+        commands.create(svc, app_id, device_id, COMMAND, {"callbackUrl": receiver.url})["commandId"]
+    ]
+    commands.cancel(svc, app_id, command_id)
+    (event,) = svc.outbox.peek(app_id, device_id, 10)
+    # The flush wrote the record, then died before its delivery task was enqueued.
+    record_ = {
+        "id": f"msg_{command_id}_CANCELED",
+        "appId": app_id,
+        "deviceId": device_id,
+        "commandId": command_id,
+        "status": "CANCELED",
+        "at": event.at_ms,
+        "url": receiver.url,
+        "detail": None,
+        "state": "pending",
+        "attempts": [],
+        "attemptCount": 0,
+        "nextAttempt": event.at_ms,
+    }
+    assert svc.notifications.create([record_], now_ms() + 100) == [record_]
+    svc.redis.delete("callbacks")
+    notifications.flush(svc, app_id, device_id)  # the re-drain finds the record already there
+    assert queued_refs(svc) == []
+    time.sleep(0.15)
+    assert notifications.retry_due(svc) == 1
+    assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 1
+    assert [b["commandId"] for b in [body for _, body in receiver.received]] == [command_id]
