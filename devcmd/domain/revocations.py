@@ -43,6 +43,7 @@ def revoke_now(svc: Services, app_id: str, device_id: str, limit: int) -> list[d
     """
     task_id = ids.new_id()
     svc.revocations.open(app_id, device_id, task_id, now_ms(), 0, listed=False, limit=limit)
+    svc.outbox.mark_dirty(app_id, device_id)  # before the batches, as `sweep` does
     cancelled: list[str] = []
     while True:
         batch = svc.revocations.sweep_batch(
@@ -52,7 +53,6 @@ def revoke_now(svc: Services, app_id: str, device_id: str, limit: int) -> list[d
         if batch.done:
             break
     if cancelled:
-        svc.outbox.mark_dirty(app_id, device_id)
         svc.broker.flush(app_id, device_id)
     return svc.commands.load(app_id, ((device_id, command_id) for command_id in cancelled))
 

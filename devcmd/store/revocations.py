@@ -54,15 +54,15 @@ class RevocationStore:
     ) -> Opened:
         """Open a task atomically. Indexes are written first.
 
-        `internal` marks the device deleted in the same step (and keeps the task unlisted);
-        `listed=False` keeps it out of the application's task queries (a synchronous cancel);
+        `internal` marks the device deleted in the same step (and keeps the task out of the
+        application's task index); `listed=False` keeps it out of every task query (a
+        synchronous cancel);
         `limit` > 0 refuses a scope larger than that. Raises DeviceNotFound or ScopeTooLarge.
         """
         member = active_member(app_id, device_id, task_id)
-        listed = listed and not internal
         pipe = self.redis.pipeline()
         pipe.zadd(keys.active_tasks(), {member: now})
-        if listed:
+        if listed and not internal:
             pipe.zadd(keys.app_tasks(app_id), {task_id: now})
             pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
         pipe.execute()
@@ -74,7 +74,16 @@ class RevocationStore:
                 keys.device_tasks(app_id, device_id),
                 keys.documents(app_id, device_id),
             ],
-            args=[task_id, now, cap, app_id, device_id, "1" if internal else "0", limit],
+            args=[
+                task_id,
+                now,
+                cap,
+                app_id,
+                device_id,
+                "1" if internal else "0",
+                limit,
+                "0" if listed else "1",
+            ],
         )
         if reply[0] < 0:
             self._unindex(app_id, device_id, task_id)
@@ -105,6 +114,7 @@ class RevocationStore:
                 keys.pending(app_id, device_id),
                 keys.statuses(app_id, device_id),
                 keys.outbox(app_id, device_id),
+                keys.expiry(app_id, device_id),
             ],
             args=[now, size, "1" if with_ids else "0"],
         )

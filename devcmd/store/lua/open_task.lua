@@ -6,13 +6,15 @@
 --       5 documents hash (the scoped commands listed in the answer are returned whole)
 -- ARGV: 1 taskId, 2 now ms, 3 how many scoped ids to return, 4 appId, 5 deviceId,
 --       6 '1' when the device is being deleted (no further commands accepted),
---       7 optional largest scope accepted (a synchronous cancel); absent or 0 = no limit
+--       7 optional largest scope accepted (a synchronous cancel); absent or 0 = no limit,
+--       8 optional '1': keep the task out of the device's task index (a synchronous cancel)
 -- Returns: {1, total, documents...} opened; {0, total, documents...} already open;
 --          {-1} device unknown; {-2, total} scope larger than ARGV 7 (nothing written).
 --          Documents are of scoped commands still PENDING, in queue order.
 local dev, q, task, tasks, docs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, now, cap, app_id, device_id, deleting = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local limit = tonumber(ARGV[7] or '0') or 0
+local unlisted = ARGV[8] == '1'
 
 local function scoped(result, lo, hi, total)
   if cap <= 0 or total == 0 then
@@ -49,5 +51,7 @@ end
 redis.call('HSET', task, 'taskId', id, 'appId', app_id, 'deviceId', device_id,
   'status', 'WAITING', 'lo', lo, 'hi', hi, 'totalCount', total, 'cancelledCount', 0,
   'creationTime', now, 'internal', deleting)
-redis.call('ZADD', tasks, now, id)
+if not unlisted then
+  redis.call('ZADD', tasks, now, id)
+end
 return scoped({1, total}, lo, hi, total)
