@@ -119,10 +119,10 @@ def _matching(svc: Services, app_id: str, device_id: str, ids: list[str], filter
 
 
 def like(pattern: str) -> re.Pattern:
-    """A case-insensitive matcher for an EnOS fuzzy match: SQL LIKE when the pattern has `%` or
-    `_` wildcards, otherwise a substring match."""
-    if "%" not in pattern and "_" not in pattern:
-        return re.compile(re.escape(pattern), re.IGNORECASE)
+    """A case-insensitive matcher for an EnOS fuzzy match: SQL LIKE (`%` any run, `_` any one
+    character) over the whole name; a pattern without `%` matches anywhere (`%pattern%`)."""
+    if "%" not in pattern:
+        pattern = f"%{pattern}%"
     parts = ("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern)
     return re.compile("^" + "".join(parts) + "$", re.IGNORECASE | re.DOTALL)
 

@@ -197,6 +197,7 @@ def test_search_expression_filters(client, headers, device):
     assert found("state = 1", size=10) == (3, {on[1], on[2], off})
     assert found('commandName.en_US like "off"') == (1, {off})
     assert found("commandName.defaultValue like 'turn%n'")[0] == 3
+    assert found('commandName.en_US like "urn_f"') == (1, {off})
     assert found('state = 1 AND commandName.zh_CN like "On"', size=1)[0] == 2
     assert found("state = 1 and state = 2") == (0, set())
     window = 'createTime >= "2000-01-01 00:00:00" and createTime < "2999-01-01 00:00:00"'
