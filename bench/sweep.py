@@ -117,7 +117,9 @@ def main() -> None:
 
 
 def run(url: str, args: argparse.Namespace) -> None:
-    config = Config().with_(redis_url=url, max_pending_per_device=10 * args.commands)
+    config = Config().with_(
+        redis_url=url, max_pending_per_device=10 * args.commands, callback_allow_private=True
+    )
     svc = Services.from_config(config)
     try:
         creds = auth.create_application(svc, app_id="bench", secret="bench-secret")

@@ -180,11 +180,6 @@ def test_a_task_whose_whole_scope_ended_another_way_fails_with_a_reason(
     assert counts(answered(client, headers, task_id)) == ("FAILED", 3, 0, FAILED_REASON)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug, reported: sweep_batch.lua cancels a PENDING command whose expireTime "
-    "has passed when no timer tick has expired it yet; a fetch expires such a command instead",
-)
 def test_a_scoped_command_past_its_expire_time_expires_even_if_the_timer_is_late(
     svc, app_id, device_id
 ):

@@ -247,10 +247,11 @@ class CommandMachine(RuleBasedStateMachine):
 
     @rule(task_id=opened)
     def sweep_to_end(self, task_id) -> None:
-        """The worker's path: domain sweep with the configured batch size until done."""
+        """Batches of the configured size until done, as the worker's sweep runs them."""
         task = self.tasks[task_id]
         size = self.svc.config.sweep_batch
-        while not (got := revocations.sweep(self.svc, *self.ids_of(task.device), task_id)).done:
+        ids = self.ids_of(task.device)
+        while not (got := self.svc.revocations.sweep_batch(*ids, task_id, self.now, size)).done:
             pass
         while not (expected := self.model_sweep(task, size)).done:
             pass
@@ -297,12 +298,19 @@ class CommandMachine(RuleBasedStateMachine):
         cancelled = len(task.swept)
         if task.status in FINISHED:
             return Batch(0, task.status, cancelled, len(task.scope), True)
-        batch = [cid for cid in task.scope if self.cmds[cid].status == "PENDING"][:size]
-        for cid in batch:
-            self.move(self.cmds[cid], "CANCELED", outbox_always=True)
+        taken = [cid for cid in task.scope if self.cmds[cid].status == "PENDING"][:size]
+        dev = self.devices[task.device]
+        batch = []
+        for cid in taken:
+            if cid in dev.expiry and dev.expiry[cid] <= self.now:  # past due, timer not run yet
+                del dev.expiry[cid]
+                self.move(self.cmds[cid], "EXPIRED", outbox_always=True)
+            else:
+                self.move(self.cmds[cid], "CANCELED", outbox_always=True)
+                batch.append(cid)
         task.swept.update(batch)
         cancelled, total = len(task.swept), len(task.scope)
-        if len(batch) == size:
+        if len(taken) == size:
             task.status = "RUNNING"
             return Batch(len(batch), "RUNNING", cancelled, total, False)
         task.status = "PART_SUCCESS"

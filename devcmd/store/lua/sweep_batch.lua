@@ -2,15 +2,17 @@
 -- Everything in the pending queue is PENDING (every transition out of PENDING removes it),
 -- so the batch is the lowest `batch` queue entries in (lo, hi]. Removing them, marking them
 -- CANCELED, recording one outbox event for the whole batch and counting them happen together,
--- so a retried or duplicated run neither skips nor double-counts. The expiry index is left
--- alone: the expiry job skips ids that are no longer PENDING.
--- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list
+-- so a retried or duplicated run neither skips nor double-counts. A command whose expireTime has
+-- passed (the timer has not reached it yet) ends EXPIRED, as a fetch would make it, and is not
+-- counted; the device's expiry index is read only when some entry of it is due. Otherwise the
+-- expiry index is left alone: the expiry job skips ids that are no longer PENDING.
+-- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list, 5 expiry zset
 -- ARGV: 1 now ms, 2 batch size, 3 optional '1': also return the ids cancelled in this batch
 --       (a synchronous cancel answers them; the worker's sweep leaves it out and stays lean)
 -- Returns: {-1} unknown task; {state, cancelled in this batch, status, cancelledCount, totalCount}
 --          then, with ARGV 3 = '1', the ids cancelled in this batch in queue order;
 --          state 0 = already finished (nothing written), 1 = more to do, 2 = finished now
-local task, q, st, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local task, q, st, outbox, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, batch, with_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000
 
@@ -27,10 +29,37 @@ if status == 'WAITING' then
 end
 
 local lo, hi = redis.call('HGET', task, 'lo'), redis.call('HGET', task, 'hi')
-local ids = redis.call('ZRANGEBYSCORE', q, '(' .. lo, hi, 'LIMIT', 0, batch)
+local taken = redis.call('ZRANGEBYSCORE', q, '(' .. lo, hi, 'LIMIT', 0, batch)
+local ids, expired = taken, {}
+if #taken > 0 then
+  redis.call('ZREMRANGEBYSCORE', q, '(' .. lo, redis.call('ZSCORE', q, taken[#taken]))
+  if #redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 1) > 0 then
+    ids = {}
+    for first = 1, #taken, CHUNK do
+      local chunk = {}
+      for i = first, math.min(first + CHUNK - 1, #taken) do
+        chunk[#chunk + 1] = taken[i]
+      end
+      local dues = redis.call('ZMSCORE', exp, unpack(chunk))
+      for i, id in ipairs(chunk) do
+        if dues[i] and tonumber(dues[i]) <= tonumber(now) then
+          expired[#expired + 1] = id
+        else
+          ids[#ids + 1] = id
+        end
+      end
+    end
+    for _, id in ipairs(expired) do
+      redis.call('HSET', st, id, 'EXPIRED')
+      redis.call('ZREM', exp, id)
+    end
+    if #expired > 0 then
+      redis.call('RPUSH', outbox, 'EXPIRED ' .. now .. ' ' .. table.concat(expired, ','))
+    end
+  end
+end
 local n = #ids
 if n > 0 then
-  redis.call('ZREMRANGEBYSCORE', q, '(' .. lo, redis.call('ZSCORE', q, ids[n]))
   for first = 1, n, CHUNK do
     local pairs_ = {}
     for i = first, math.min(first + CHUNK - 1, n) do
@@ -54,7 +83,7 @@ end
 
 local cancelled = redis.call('HINCRBY', task, 'cancelledCount', n)
 redis.call('HSET', task, 'progressTime', now)
-if n == batch then
+if #taken == batch then
   return reply(1, 'RUNNING', cancelled)
 end
 
