@@ -164,3 +164,15 @@ def test_a_task_survives_a_redis_crash(tmp_path):
         svc.close()
     finally:
         server.stop()
+
+
+def test_a_large_inline_list_is_answered_whole(svc, app_id, device_id):
+    """TASK_INLINE_COMMANDS far above Lua's unpack limit: the answer lists every scoped command
+    (the script reads the documents in chunks) instead of failing after it has written."""
+    svc.config = svc.config.with_(task_inline_commands=10_000, max_pending_per_device=20_000)
+    pipe_ids = [
+        commands.create(svc, app_id, device_id, COMMAND, {})["commandId"] for _ in range(9_000)
+    ]
+    task = revocations.open_task(svc, app_id, device_id)
+    assert task["totalCount"] == "9000"
+    assert [c["commandId"] for c in task["deviceCommands"]] == pipe_ids

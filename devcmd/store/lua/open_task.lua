@@ -21,8 +21,14 @@ local function scoped(result, lo, hi, total)
     return result
   end
   local ids = redis.call('ZRANGEBYSCORE', q, '(' .. lo, hi, 'LIMIT', 0, cap)
-  if #ids > 0 then
-    for _, doc in ipairs(redis.call('HMGET', docs, unpack(ids))) do
+  -- HMGET in chunks: unpack() of a very long list exceeds Lua's stack (TASK_INLINE_COMMANDS
+  -- may be set high), and this runs after the task is written.
+  for first = 1, #ids, 1000 do
+    local chunk = {}
+    for i = first, math.min(first + 999, #ids) do
+      chunk[#chunk + 1] = ids[i]
+    end
+    for _, doc in ipairs(redis.call('HMGET', docs, unpack(chunk))) do
       result[#result + 1] = doc
     end
   end
