@@ -297,3 +297,12 @@ def test_unknown_actions_paths_and_methods_keep_the_envelope(client, headers, de
     assert (unknown.status_code, unknown.json["code"]) == (200, 99404)
     put = client.put(f"{ENOS}?action=get&{DEVICE}", headers=headers)
     assert (put.status_code, put.json["code"]) == (200, 99400)
+
+
+def test_cancel_all_lists_only_what_it_cancelled_not_what_expired(client, svc, headers, device):
+    svc.config = svc.config.with_(expire_zero_grace_ms=0)  # due at once; no timer tick ran
+    expired = oc_create(client, headers, device["deviceId"], expireTime=0)
+    cached = oc_create(client, headers, device["deviceId"])
+    assert [c["commandId"] for c in enos(client, headers, "cancel")["data"]] == [cached]
+    got = enos(client, headers, "get", f"{DEVICE}&commandId={expired}", method="GET")["data"]
+    assert got["state"] == 3
