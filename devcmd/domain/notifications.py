@@ -40,6 +40,7 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
     if token is None:
         return False
     try:
+        drained = False
         while events := svc.outbox.peek(app_id, device_id, EVENTS_PER_DRAIN):
             records = []
             for event in events:
@@ -52,8 +53,10 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
             refs = [[app_id, device_id, r["id"]] for r in fresh]
             for start in range(0, len(refs), NOTIFICATIONS_PER_TASK):
                 svc.broker.deliver(refs[start : start + NOTIFICATIONS_PER_TASK])
-            svc.outbox.drop(app_id, device_id, len(events))
-        svc.outbox.drop(app_id, device_id, 0)  # nothing (left) to drain: no longer dirty
+            svc.outbox.drop(app_id, device_id, len(events))  # clears the dirty mark at 0 left
+            drained = True
+        if not drained:
+            svc.outbox.drop(app_id, device_id, 0)  # marked dirty, nothing to drain: clear it
     finally:
         svc.outbox.unlock(app_id, device_id, token)
     return True

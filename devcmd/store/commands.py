@@ -30,17 +30,7 @@ class CommandStore:
         now = record["creationTime"]
         self._index(app_id, device_id, command_id, now)
         self.timers.schedule(app_id, device_id, due_ms)
-        script_keys = keys.for_device(
-            app_id,
-            device_id,
-            keys.device,
-            keys.pending,
-            keys.statuses,
-            keys.callbacks,
-            keys.device_commands,
-            keys.documents,
-            keys.expiry,
-        )
+        script_keys = self.create_keys(app_id, device_id)
         document = orjson.dumps(record)
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
         code, *rest = self.scripts.create_command(keys=script_keys, args=args)
@@ -51,6 +41,21 @@ class CommandStore:
         if code == -1:
             raise errors.DeviceNotFound()
         raise errors.PendingLimitReached()
+
+    @staticmethod
+    def create_keys(app_id: str, device_id: str) -> list[str]:
+        """The KEYS of `create_command.lua` for one device."""
+        return keys.for_device(
+            app_id,
+            device_id,
+            keys.device,
+            keys.pending,
+            keys.statuses,
+            keys.callbacks,
+            keys.device_commands,
+            keys.documents,
+            keys.expiry,
+        )
 
     def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
         pipe = self.redis.pipeline()

@@ -128,17 +128,7 @@ def queue_commands(
     first = commands.create(svc, app_id, device_id, command, {"callbackUrl": callback_url})
     template = {name: value for name, value in first.items() if name != "status"}
     now, due = template["creationTime"], template["creationTime"] + template["expireTime"] * 1000
-    script_keys = keys.for_device(
-        app_id,
-        device_id,
-        keys.device,
-        keys.pending,
-        keys.statuses,
-        keys.callbacks,
-        keys.device_commands,
-        keys.documents,
-        keys.expiry,
-    )
+    script_keys = svc.commands.create_keys(app_id, device_id)
     limit = svc.config.max_pending_per_device
     ids = [first["commandId"]]
     for start in range(1, count, CREATE_CHUNK):

@@ -18,6 +18,7 @@ from devcmd.clock import now_ms
 from devcmd.domain import commands, devices, revocations
 from devcmd.store import keys
 from devcmd.store.notifications import Event
+from tests.integration.test_revocations import statuses, sweep_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -45,16 +46,6 @@ def queue(svc, app_id, device_id, count, **options) -> list[str]:
     return [
         commands.create(svc, app_id, device_id, COMMAND, options)["commandId"] for _ in range(count)
     ]
-
-
-def statuses(svc, app_id, ids) -> list[str]:
-    return [commands.get(svc, app_id, command_id)["status"] for command_id in ids]
-
-
-def sweep_to_end(svc, app_id, device_id, task_id):
-    while not (batch := revocations.sweep(svc, app_id, device_id, task_id)).done:
-        pass
-    return batch
 
 
 def history(svc, app_id, device_id) -> dict[str, list[str]]:
