@@ -19,9 +19,11 @@ from typing import Any
 
 import click
 import honcho.manager
+import requests
 from redis import RedisError
+from rich.console import Console
 
-from devcmd import errors, simulate
+from devcmd import client, demo, errors, simulate, watch
 from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
 from devcmd.config import Config
 from devcmd.domain import auth
@@ -353,5 +355,97 @@ def simulate_devices(config: Config, base_url: str | None, **options: Any) -> No
     try:
         summary = simulate.run(settings)
     except simulate.SimulationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(summary))
+
+
+def _base_url(config: Config, base_url: str | None) -> str:
+    return (base_url or f"http://{config.host}:{config.port}").rstrip("/")
+
+
+@main.group()
+def tasks() -> None:
+    """Follow revocation tasks."""
+
+
+@tasks.command("watch")
+@click.argument("task_id")
+@click.option("--app-id", envvar="DEVCMD_APP_ID", required=True, help="[env DEVCMD_APP_ID]")
+@click.option("--secret", envvar="DEVCMD_SECRET", required=True, help="[env DEVCMD_SECRET]")
+@click.option("--base-url", help="The API's address (default: http://$HOST:$PORT).")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds.")
+@click.pass_obj
+def watch_task(
+    config: Config,
+    task_id: str,
+    app_id: str,
+    secret: str,
+    base_url: str | None,
+    interval: float,
+    timeout: float | None,
+) -> None:
+    """Show a revocation task's progress live until it finishes, then print it as JSON.
+
+    The bar shows the task's scope (totalCount), the commands cancelled so far and its status,
+    polled over the API as the application. Exits 0 once the task is SUCCESS, PART_SUCCESS or
+    FAILED, 1 if it is unknown or --timeout passes first.
+    """
+    api = client.Northbound(_base_url(config, base_url), app_id, secret)
+    console = Console(stderr=True)
+    try:
+        api.login()
+        task = watch.watch(lambda: api.task(task_id), console, interval, timeout)
+    except watch.WatchTimeout as exc:
+        raise click.ClickException(f"{exc} after {timeout} s") from exc
+    except (client.ApiError, client.Unreachable) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        api.close()
+    print_json(task)
+
+
+@main.command("demo")
+@click.option("--base-url", help="The API's address (default: http://$HOST:$PORT).")
+@click.option("--app-id", help="Use this application (default: create a new one in Redis).")
+@click.option("--secret", help="The --app-id application's secret.")
+@click.option("--webhook-secret", help="Its webhookSecret, to verify callback signatures.")
+@click.option("--commands", type=click.IntRange(3, 100_000), default=100, show_default=True)
+@click.option(
+    "--callback-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the demo's callback receiver listens on; the workers must reach it.",
+)
+@click.option("--callback-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True)
+@click.pass_obj
+def demo_(config: Config, base_url: str | None, app_id: str | None, **options: Any) -> None:
+    """Walk through the product against a running stack (`devcmd run` in another terminal).
+
+    Creates an application (through Redis, like `apps create`) unless --app-id is given,
+    registers a device, queues --commands commands with callbacks to a receiver the demo runs,
+    lets the device take two, cancels one singly, revokes the rest with a revocation task shown
+    live, then waits for every command's final callback and checks their signatures. Each step
+    is printed as it happens; the last line is a JSON summary. Callbacks to 127.0.0.1 need
+    CALLBACK_ALLOW_PRIVATE=true on the workers (the default under `devcmd run`).
+    """
+    url = _base_url(config, base_url)
+    try:
+        requests.get(url + "/healthz", timeout=3).raise_for_status()
+    except requests.RequestException as exc:
+        raise click.ClickException(
+            f"no devcmd answers at {url} ({exc.__class__.__name__}); start one with `devcmd run`"
+        ) from exc
+    if app_id and not options["secret"]:
+        raise click.UsageError("--app-id needs --secret")
+    if not app_id:
+        with admin_services(config) as svc:
+            created = auth.create_application(svc, name="devcmd demo")
+        app_id = created["appId"]
+        options.update(secret=created["secret"], webhook_secret=created["webhookSecret"])
+    settings = demo.Settings(base_url=url, app_id=app_id, **options)
+    try:
+        summary = demo.run(settings, Console(stderr=True))
+    except (client.ApiError, client.Unreachable, watch.WatchTimeout) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(summary))

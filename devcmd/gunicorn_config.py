@@ -5,6 +5,8 @@ docker-compose and the Dockerfile all do). Bind address and worker count come fr
 WEB_WORKERS through `devcmd.config`.
 """
 
+import os
+
 from devcmd.config import Config
 
 _config = Config.from_env()
@@ -20,5 +22,15 @@ control_socket_disable = True
 timeout = 30
 graceful_timeout = 15
 keepalive = 5
+# Recycle each worker after about 10,000 requests (jittered so they do not restart together):
+# a slow leak in any library cannot grow without bound.
+max_requests = 10_000
+max_requests_jitter = 1_000
+# Worker heartbeat files on tmpfs: on a container's overlay filesystem a stalled disk write can
+# make the arbiter kill healthy workers.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+# Requests are small JSON documents: refuse oversized request lines and headers early.
+limit_request_line = 8190
+limit_request_fields = 100
 accesslog = "-"
 errorlog = "-"

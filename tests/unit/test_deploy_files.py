@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import runpy
 import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
+from devcmd import gunicorn_config
 from devcmd.cli import process_commands
 from devcmd.config import Config
 
@@ -85,3 +87,14 @@ def test_compose_keeps_redis_durable_and_checks_health() -> None:
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
     for name in ("web", "worker", "callbacks", "beat"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_gunicorn_conf_py_at_the_root_gives_the_launchers_settings() -> None:
+    """A bare `gunicorn 'app:create_app()'` in the repository reads ./gunicorn.conf.py."""
+    root = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    settings = {k: v for k, v in vars(gunicorn_config).items() if not k.startswith("_")}
+    settings = {k: v for k, v in settings.items() if not hasattr(v, "__spec__")}  # modules
+    assert settings
+    assert {k: root[k] for k in settings} == settings
+    assert root["header_map"] == "dangerous"  # OceanConnect's app_key header survives
+    assert root["max_requests"] > 0
