@@ -139,14 +139,16 @@ def login(svc: Services, app_id: str | None, secret: str | None) -> dict:
 def refresh(svc: Services, app_id: str, secret: str, refresh_token: str) -> dict:
     """Rotate tokens: the refresh token works once. Raises BadCredentials or TokenInvalid."""
     _check_secret(svc, app_id, secret)
-    if svc.tokens.take_refresh(refresh_token) != app_id:
+    if not svc.tokens.take_refresh(refresh_token, app_id):
         raise errors.TokenInvalid("The refresh token is invalid or expired.")
     return _issue(svc, app_id)
 
 
-def logout(svc: Services, access_token: str) -> None:
-    """Revoke an access token. Raises TokenInvalid if it was not live."""
-    if not svc.tokens.drop_access(access_token):
+def logout(svc: Services, access_token: str, app_key: str | None = None) -> None:
+    """Revoke an access token. With an `app_key` header the token must be that application's
+    (another application's stays live); without one, holding the token is enough, as in
+    OceanConnect. Raises TokenInvalid if nothing was revoked."""
+    if not svc.tokens.drop_access(access_token, app_key or None):
         raise errors.TokenInvalid()
 
 

@@ -8,6 +8,7 @@ from redis import Redis
 
 from devcmd.clock import now_ms
 from devcmd.store import keys
+from devcmd.store.scripts import Scripts
 
 
 def digest(token: str) -> str:
@@ -78,8 +79,9 @@ class TokenStore:
 
     KINDS = {"access": keys.access_token, "refresh": keys.refresh_token}
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
+        self.scripts = scripts
 
     def issue(self, app_id: str, access: tuple[str, int], refresh: tuple[str, int]) -> None:
         """Store an access and a refresh token, each `(token, ttl seconds)`, and index them.
@@ -100,20 +102,26 @@ class TokenStore:
     def access_app(self, token: str) -> str | None:
         return self.redis.get(keys.access_token(digest(token)))
 
-    def drop_access(self, token: str) -> bool:
-        """Revoke an access token; False if it was not live."""
-        return self._take("access", token) is not None
+    def drop_access(self, token: str, app_id: str | None = None) -> str | None:
+        """Revoke an access token (only if it is `app_id`'s, when given); returns its owner,
+        or None if it was not live (nothing changed)."""
+        return self._take("access", token, app_id)
 
-    def take_refresh(self, token: str) -> str | None:
-        """Consume a refresh token atomically (GETDEL): each one works once."""
-        return self._take("refresh", token)
+    def take_refresh(self, token: str, app_id: str) -> bool:
+        """Consume `app_id`'s refresh token atomically: each one works once, and another
+        application presenting it consumes nothing."""
+        return self._take("refresh", token, app_id) is not None
 
-    def _take(self, kind: str, token: str) -> str | None:
+    def _take(self, kind: str, token: str, app_id: str | None) -> str | None:
         hashed = digest(token)
-        app_id = self.redis.getdel(self.KINDS[kind](hashed))
-        if app_id is not None:
-            self.redis.zrem(keys.app_tokens(app_id), f"{kind}:{hashed}")
-        return app_id
+        key = self.KINDS[kind](hashed)
+        if app_id is None:
+            owner = self.redis.getdel(key)
+        else:
+            owner = app_id if self.scripts.take_token(keys=[key], args=[app_id]) else None
+        if owner is not None:
+            self.redis.zrem(keys.app_tokens(owner), f"{kind}:{hashed}")
+        return owner
 
     def revoke_all(self, app_id: str) -> int:
         """Delete every live token issued to the application; returns how many there were."""

@@ -216,3 +216,19 @@ def test_force_delete_cancels_pending_commands_with_signed_callbacks(
     for headers, _ in receiver.received:
         raw = receiver.raw[headers["webhook-id"]]
         Webhook(webhook_secret).verify(raw, headers)  # raises if unsigned or mis-signed
+
+
+def test_another_application_can_neither_burn_a_refresh_token_nor_log_a_token_out(
+    svc, client, app_id
+):
+    auth.create_application(svc, app_id="app-b", secret="secret-b")
+    mine, theirs = login(client, app_id, "secret-a"), login(client, "app-b", "secret-b")
+    stolen = {"appId": "app-b", "secret": "secret-b", "refreshToken": mine["refreshToken"]}
+    assert refused_code(client.post(f"{SEC}/refreshToken", json=stolen)) == (401, "1010005")
+    out = client.post(
+        f"{SEC}/logout", json={"accessToken": mine["accessToken"]}, headers=bearer("app-b", theirs)
+    )
+    assert refused_code(out) == (401, "1010005")
+    assert client.get(CMDS, headers=bearer(app_id, mine)).status_code == 200
+    body = {"appId": app_id, "secret": "secret-a", "refreshToken": mine["refreshToken"]}
+    assert client.post(f"{SEC}/refreshToken", json=body).status_code == 200
