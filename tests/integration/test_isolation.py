@@ -11,6 +11,7 @@ until it is added here.
 from __future__ import annotations
 
 import base64
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
@@ -346,3 +347,45 @@ def test_with_a_grant_the_same_calls_succeed_on_a(svc, client, world):
             failed.append((call.method, call.path, call.label, outcome(reply)))
     assert failed == []
     assert snapshot(svc.redis, world.a_ids) != before
+
+
+def test_acting_for_a_reads_and_writes_a_only(svc, client, world):
+    auth.authorize(svc, owner=A, grantee=B)
+    as_b_for_a = {"query_string": {"appId": A}, "headers": bearer(B, world.b_tokens)}
+    made = client.post(REG, json={"nodeId": "via-b"}, **as_b_for_a).json["deviceId"]
+    body = {"deviceId": made, "command": COMMAND}
+    command = client.post(CMDS, json=body, **as_b_for_a).json
+    assert command["appId"] == A
+    assert svc.devices.owner(made) == A
+    assert svc.devices.get(B, made) is None
+    mine = client.get(CMDS, query_string={"deviceId": made}, headers=bearer(A, world.a_tokens))
+    assert [c["commandId"] for c in mine.json["data"]] == [command["commandId"]]
+    own = client.get(CMDS, headers=bearer(B, world.b_tokens)).json["data"]
+    assert command["commandId"] not in {c["commandId"] for c in own}
+    assert {c["appId"] for c in own} == {B}
+
+
+def random_bits(values: list[str]) -> int:
+    """How many bit positions of these hex ids look random: set in 25-75% of them. A counter
+    or a clock fixes its high bits; uuid4 leaves 122 of 128 random, secrets.token_hex all."""
+    width = max(len(v) for v in values) * 4
+    numbers = [int(v, 16) for v in values]
+    balanced = 0
+    for bit in range(width):
+        ones = sum(n >> bit & 1 for n in numbers)
+        balanced += len(numbers) // 4 <= ones <= 3 * len(numbers) // 4
+    return balanced
+
+
+def test_ids_are_unguessable(svc):
+    auth.create_application(svc, app_id=A, secret="s")
+    count = 256
+    device_ids = [devices.register(svc, A, f"n{i}", None, None)["deviceId"] for i in range(count)]
+    command_ids = [
+        commands.create(svc, A, device_ids[0], COMMAND, {})["commandId"] for _ in range(count)
+    ]
+    task_ids = [revocations.open_task(svc, A, device_ids[1])["taskId"] for _ in range(count)]
+    for ids in (device_ids, command_ids, task_ids):
+        assert len(set(ids)) == count
+        assert random_bits(ids) >= 122
+        assert len({int(b, 16) - int(a, 16) for a, b in itertools.pairwise(ids)}) > 1
