@@ -34,5 +34,5 @@ def refresh():
 @bp.post("/logout")
 def logout():
     body = json_body(LogoutBody())
-    auth.logout(services(), body["accessToken"])
+    auth.logout(services(), body["accessToken"], request.headers.get("app_key"))
     return "", 204

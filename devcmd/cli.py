@@ -207,7 +207,7 @@ def _safe(url: str) -> str:
 
 @main.group()
 def apps() -> None:
-    """Create, list and authorize applications.
+    """Create, list, authorize and delete applications.
 
     An application is the appId and secret an API caller logs in with.
     """
@@ -253,6 +253,22 @@ def authorize(config: Config, owner: str, grantee: str) -> None:
     with admin_services(config) as svc:
         auth.authorize(svc, owner, grantee)
         print_json({"owner": owner, "grantee": grantee})
+
+
+@apps.command("delete")
+@click.option("--app-id", required=True, help="The application to delete.")
+@click.option("--force", is_flag=True, help="Also delete its devices (cancelling their commands).")
+@click.pass_obj
+def delete(config: Config, app_id: str, force: bool) -> None:
+    """Delete an application and print what went, as JSON.
+
+    Its access and refresh tokens stop working at once and its grants (given and received)
+    are removed; the appId cannot be reused. While it has devices this refuses unless --force:
+    then each device is deleted as the API does it, its undelivered commands ending CANCELED
+    (with callbacks) through the workers' revocation sweep.
+    """
+    with admin_services(config) as svc:
+        print_json(auth.delete_application(svc, app_id, force))
 
 
 @apps.command("rotate-webhook-secret")

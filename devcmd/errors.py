@@ -49,6 +49,17 @@ class AppExists(DomainError):
     message = "An application with this appId already exists."
 
 
+class AppHasDevices(DomainError):
+    """Deleting an application that still has devices needs `force`."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(
+            f"The application has {count} device(s): delete them first, or use --force to "
+            "delete them with it (their undelivered commands are cancelled)."
+        )
+        self.count = count
+
+
 class NotAuthorized(DomainError):
     message = "The application has not been authorized."
 

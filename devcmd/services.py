@@ -48,7 +48,7 @@ class Services:
 
     @cached_property
     def tokens(self) -> TokenStore:
-        return TokenStore(self.redis)
+        return TokenStore(self.redis, self.scripts)
 
     @cached_property
     def devices(self) -> DeviceStore:

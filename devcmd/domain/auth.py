@@ -8,7 +8,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from devcmd import errors
 from devcmd.clock import now_ms
-from devcmd.domain import ids
+from devcmd.domain import devices, ids
 from devcmd.services import Services
 
 BEARER = "bearer"
@@ -65,6 +65,29 @@ def rotate_webhook_secret(svc: Services, app_id: str, grace_seconds: int) -> dic
     return {"appId": app_id, "webhookSecret": secret}
 
 
+def delete_application(svc: Services, app_id: str, force: bool = False) -> dict:
+    """Delete an application: its tokens stop working at once, its grants (given and received)
+    go, and its appId can never be used again (its records stay, unreachable).
+
+    With live devices it refuses (AppHasDevices) unless `force`; then each device is deleted as
+    `DELETE .../devices/{id}` does, so its undelivered commands end CANCELED through a
+    revocation sweep, with signed callbacks. Raises AppNotFound.
+    """
+    if not svc.apps.get(app_id):
+        raise errors.AppNotFound(f"The application {app_id} does not exist.")
+    live = svc.devices.ids(app_id)
+    if live and not force:
+        raise errors.AppHasDevices(len(live))
+    svc.apps.tombstone(app_id, now_ms())
+    revoked = svc.tokens.revoke_all(app_id)
+    svc.apps.drop_grants(app_id)
+    # Listed again after the tombstone: catches a device registered by a request in flight.
+    device_ids = svc.devices.ids(app_id)
+    for device_id in device_ids:
+        devices.delete(svc, app_id, device_id)
+    return {"appId": app_id, "deletedDevices": len(device_ids), "revokedTokens": revoked}
+
+
 def webhook_secrets(app: dict[str, str]) -> list[str]:
     """The secrets that sign an application's callbacks now: current first, then one in grace."""
     secrets_ = [app["webhookSecret"]]
@@ -91,8 +114,8 @@ def _check_secret(svc: Services, app_id: str, secret: str) -> None:
 
 def _issue(svc: Services, app_id: str) -> dict:
     access, refresh_ = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    svc.tokens.put_access(access, app_id, svc.config.token_ttl)
-    svc.tokens.put_refresh(refresh_, app_id, svc.config.refresh_token_ttl)
+    config = svc.config
+    svc.tokens.issue(app_id, (access, config.token_ttl), (refresh_, config.refresh_token_ttl))
     return {
         "accessToken": access,
         "tokenType": BEARER,
@@ -116,14 +139,16 @@ def login(svc: Services, app_id: str | None, secret: str | None) -> dict:
 def refresh(svc: Services, app_id: str, secret: str, refresh_token: str) -> dict:
     """Rotate tokens: the refresh token works once. Raises BadCredentials or TokenInvalid."""
     _check_secret(svc, app_id, secret)
-    if svc.tokens.take_refresh(refresh_token) != app_id:
+    if not svc.tokens.take_refresh(refresh_token, app_id):
         raise errors.TokenInvalid("The refresh token is invalid or expired.")
     return _issue(svc, app_id)
 
 
-def logout(svc: Services, access_token: str) -> None:
-    """Revoke an access token. Raises TokenInvalid if it was not live."""
-    if not svc.tokens.drop_access(access_token):
+def logout(svc: Services, access_token: str, app_key: str | None = None) -> None:
+    """Revoke an access token. With an `app_key` header the token must be that application's
+    (another application's stays live); without one, holding the token is enough, as in
+    OceanConnect. Raises TokenInvalid if nothing was revoked."""
+    if not svc.tokens.drop_access(access_token, app_key or None):
         raise errors.TokenInvalid()
 
 

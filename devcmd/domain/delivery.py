@@ -231,7 +231,7 @@ def _origin(url: str) -> str:
 
 def _signers(svc: Services, app_ids: set[str]) -> dict[str, list[Webhook]]:
     """Standard Webhooks signers per application: its current secret, and one in grace."""
-    apps = {app_id: svc.apps.get(app_id) for app_id in app_ids}
+    apps = {app_id: svc.apps.signing_record(app_id) for app_id in app_ids}
     return {
         app_id: [Webhook(secret) for secret in auth.webhook_secrets(app)]
         for app_id, app in apps.items()

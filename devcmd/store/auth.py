@@ -6,7 +6,9 @@ import hashlib
 
 from redis import Redis
 
+from devcmd.clock import now_ms
 from devcmd.store import keys
+from devcmd.store.scripts import Scripts
 
 
 def digest(token: str) -> str:
@@ -30,8 +32,25 @@ class AppStore:
         return True
 
     def get(self, app_id: str) -> dict[str, str] | None:
+        """The live application, or None if unknown or deleted."""
         record = self.redis.hgetall(keys.app(app_id))
-        return record if record.get("secretHash") else None
+        return record if record.get("secretHash") and record.get("deleted") != "1" else None
+
+    def signing_record(self, app_id: str) -> dict[str, str] | None:
+        """The record with the webhook secrets, live or deleted: callbacks of commands that a
+        deletion cancelled are still signed."""
+        record = self.redis.hgetall(keys.app(app_id))
+        return record if record.get("webhookSecret") else None
+
+    def tombstone(self, app_id: str, now: int) -> None:
+        """Mark the application deleted: its secret hash goes, its appId stays taken for good
+        (a new application under the same id would inherit its records), and it leaves the list.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(keys.app(app_id), "secretHash")
+        pipe.hset(keys.app(app_id), mapping={"deleted": "1", "deleteTime": str(now)})
+        pipe.srem(keys.apps(), app_id)
+        pipe.execute()
 
     def update(self, app_id: str, fields: dict[str, str]) -> None:
         self.redis.hset(keys.app(app_id), mapping=fields)
@@ -45,25 +64,72 @@ class AppStore:
     def is_granted(self, owner: str, grantee: str) -> bool:
         return bool(self.redis.sismember(keys.grants(owner), grantee))
 
+    def drop_grants(self, app_id: str) -> None:
+        """Remove every grant the application gave or received."""
+        pipe = self.redis.pipeline(transaction=False)  # one slot per owner
+        pipe.delete(keys.grants(app_id))
+        for owner in self.all_ids():
+            pipe.srem(keys.grants(owner), app_id)
+        pipe.execute()
+
 
 class TokenStore:
-    """Opaque bearer tokens: only their digests are kept, each expiring with its TTL."""
+    """Opaque bearer tokens: only their digests are kept, each expiring with its TTL, and
+    indexed per application (`keys.app_tokens`) so they can all be revoked at once."""
 
-    def __init__(self, redis: Redis) -> None:
+    KINDS = {"access": keys.access_token, "refresh": keys.refresh_token}
+
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
+        self.scripts = scripts
 
-    def put_access(self, token: str, app_id: str, ttl: int) -> None:
-        self.redis.set(keys.access_token(digest(token)), app_id, ex=ttl)
+    def issue(self, app_id: str, access: tuple[str, int], refresh: tuple[str, int]) -> None:
+        """Store an access and a refresh token, each `(token, ttl seconds)`, and index them.
+
+        Index entries of expired tokens are pruned here; the index itself lives as long as the
+        longest token just issued.
+        """
+        now, index = now_ms(), keys.app_tokens(app_id)
+        pipe = self.redis.pipeline()
+        for kind, (token, ttl) in (("access", access), ("refresh", refresh)):
+            hashed = digest(token)
+            pipe.set(self.KINDS[kind](hashed), app_id, ex=ttl)
+            pipe.zadd(index, {f"{kind}:{hashed}": now + ttl * 1000})
+        pipe.zremrangebyscore(index, "-inf", now)
+        pipe.expire(index, max(access[1], refresh[1]))
+        pipe.execute()
 
     def access_app(self, token: str) -> str | None:
         return self.redis.get(keys.access_token(digest(token)))
 
-    def drop_access(self, token: str) -> bool:
-        return bool(self.redis.delete(keys.access_token(digest(token))))
+    def drop_access(self, token: str, app_id: str | None = None) -> str | None:
+        """Revoke an access token (only if it is `app_id`'s, when given); returns its owner,
+        or None if it was not live (nothing changed)."""
+        return self._take("access", token, app_id)
 
-    def put_refresh(self, token: str, app_id: str, ttl: int) -> None:
-        self.redis.set(keys.refresh_token(digest(token)), app_id, ex=ttl)
+    def take_refresh(self, token: str, app_id: str) -> bool:
+        """Consume `app_id`'s refresh token atomically: each one works once, and another
+        application presenting it consumes nothing."""
+        return self._take("refresh", token, app_id) is not None
 
-    def take_refresh(self, token: str) -> str | None:
-        """Consume a refresh token atomically (GETDEL): each one works once."""
-        return self.redis.getdel(keys.refresh_token(digest(token)))
+    def _take(self, kind: str, token: str, app_id: str | None) -> str | None:
+        hashed = digest(token)
+        key = self.KINDS[kind](hashed)
+        if app_id is None:
+            owner = self.redis.getdel(key)
+        else:
+            owner = app_id if self.scripts.take_token(keys=[key], args=[app_id]) else None
+        if owner is not None:
+            self.redis.zrem(keys.app_tokens(owner), f"{kind}:{hashed}")
+        return owner
+
+    def revoke_all(self, app_id: str) -> int:
+        """Delete every live token issued to the application; returns how many there were."""
+        index = keys.app_tokens(app_id)
+        members = self.redis.zrange(index, 0, -1)
+        pipe = self.redis.pipeline(transaction=False)  # token keys live in other slots
+        for member in members:
+            kind, _, hashed = member.partition(":")
+            pipe.delete(self.KINDS[kind](hashed))
+        pipe.delete(index)
+        return sum(pipe.execute()[:-1])

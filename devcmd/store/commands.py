@@ -39,6 +39,7 @@ class CommandStore:
             return rest[0]
         self._unindex(app_id, command_id)
         if code == -1:
+            self.timers.forget_unknown(app_id, device_id)
             raise errors.DeviceNotFound()
         raise errors.PendingLimitReached()
 

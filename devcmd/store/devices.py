@@ -39,6 +39,10 @@ class DeviceStore:
         pipe.hset(keys.device_owners(), device_id, app_id)
         pipe.execute()
 
+    def ids(self, app_id: str) -> list[str]:
+        """The application's live devices, oldest first."""
+        return self.redis.zrange(keys.app_devices(app_id), 0, -1)
+
     def owner(self, device_id: str) -> str | None:
         """The application a device belongs to (devices authenticate by their own id)."""
         return self.redis.hget(keys.device_owners(), device_id)

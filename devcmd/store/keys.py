@@ -22,6 +22,12 @@ def grants(owner_app_id: str) -> str:
     return f"{PREFIX}:{{{owner_app_id}}}:grants"
 
 
+def app_tokens(app_id: str) -> str:
+    """Zset `access:<digest>` / `refresh:<digest>` -> expiry ms: the application's issued tokens,
+    so deleting the application can revoke every one of them."""
+    return f"{PREFIX}:{{{app_id}}}:tokens"
+
+
 def access_token(digest: str) -> str:
     return f"{PREFIX}:token:{digest}"
 

@@ -19,6 +19,7 @@ NAMES = (
     "tick_device",
     "register_device",
     "claim_due",
+    "take_token",
 )
 
 
@@ -44,3 +45,4 @@ class Scripts:
     tick_device: Script
     register_device: Script
     claim_due: Script
+    take_token: Script

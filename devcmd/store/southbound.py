@@ -33,6 +33,14 @@ class TimerIndex:
         """
         self.redis.zadd(keys.timers(), {f"{app_id}/{device_id}": due_ms}, lt=True)
 
+    def forget_unknown(self, app_id: str, device_id: str) -> None:
+        """Drop what a refused create scheduled for a device the application never had, so ids
+        a caller makes up do not pile up in the shared index. A deleted device keeps its entry:
+        its SENT commands still need their ack timers. (No device can appear under an id
+        that was never registered, so the check and the removal need not be one step.)"""
+        if not self.redis.exists(keys.device(app_id, device_id)):
+            self.redis.zrem(keys.timers(), f"{app_id}/{device_id}")
+
     def due(self, now: int, limit: int) -> list[tuple[str, str]]:
         members = self.redis.zrangebyscore(keys.timers(), "-inf", now, start=0, num=limit)
         return [tuple(member.split("/", 1)) for member in members]

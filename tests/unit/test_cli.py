@@ -163,10 +163,11 @@ def test_unreachable_redis_fails_without_traceback(invoke: Invoke) -> None:
     [
         ([], "queue, deliver and revoke device commands"),
         (["run"], "Run web, the two workers and beat"),
-        (["apps"], "Create, list and authorize applications"),
+        (["apps"], "Create, list, authorize and delete applications"),
         (["apps", "create"], "--app-id"),
         (["apps", "list"], "JSON list"),
         (["apps", "authorize"], "--grantee"),
+        (["apps", "delete"], "--force"),
         (["apps", "rotate-webhook-secret"], "--grace-hours"),
         (["notifications"], "re-send callback notifications"),
         (["notifications", "retry"], "--since"),
