@@ -287,13 +287,16 @@ def _action_lines(parameter: str, actions: dict[str, RouteDoc], codes: dict) -> 
 
 
 def _merged_parameters(converter: Converter, view: Callable, actions: dict[str, RouteDoc]):
-    """The union of the actions' query parameters; required where every action requires it."""
+    """The union of the actions' query parameters; required where every action requires it.
+    `x-required-for` lists the actions that require it (machine-readable, for tests and tools)."""
     merged: dict[str, dict] = {}
     users: dict[str, list[str]] = defaultdict(list)
     for name, doc in actions.items():
         for parameter in _parameters(converter, view, doc.query):
-            kept = merged.setdefault(parameter["name"], dict(parameter))
+            kept = merged.setdefault(parameter["name"], dict(parameter) | {"x-required-for": []})
             kept["required"] = kept.get("required", False) and parameter.get("required", False)
+            if parameter.get("required"):
+                kept["x-required-for"].append(name)
             required = " (required)" if parameter.get("required") else ""
             users[parameter["name"]].append(name + required)
     for key, parameter in merged.items():
