@@ -103,6 +103,7 @@ def build(app: Flask) -> dict:
         plugins=[FlaskPlugin(), plugin],
         info={"description": DESCRIPTION},
     )
+    plugin.map_to_openapi_type(fields.Url, "string", "uri")  # apispec says "url", not a format
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
     spec.components.schema("ErrorAnswer", schema=ErrorAnswer)
