@@ -128,7 +128,7 @@ ACTIONS = {
 
 @bp.route("/commands", methods=["GET", "POST"])
 @acting_for("orgId")
-@doc("EnOS commands: one path, the action in `?action=`", dispatch=("action", ACTIONS))
+@doc("EnOS commands: one path, the action in ?action=", dispatch=("action", ACTIONS))
 def commands():
     """Dispatch on `action`; reads take GET or POST, writes POST only."""
     action = request.args.get("action", "")
