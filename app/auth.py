@@ -6,15 +6,24 @@ from collections.abc import Mapping
 
 from flask import Blueprint, request
 
+from app.apidoc import doc
 from app.context import services
 from app.schemas import json_body
-from app.schemas.auth import LogoutBody, RefreshBody, TokenAnswer
+from app.schemas.auth import LoginBody, LogoutBody, RefreshBody, TokenAnswer
+from devcmd import errors
 from devcmd.domain import auth
 
 bp = Blueprint("auth", __name__, url_prefix="/iocm/app/sec/v1.1.0")
 
 
 @bp.post("/login")
+@doc(
+    "Log in: appId + secret for an access token",
+    body=LoginBody,
+    body_types=("application/x-www-form-urlencoded", "application/json"),
+    answers={200: TokenAnswer},
+    raises=(errors.MissingLoginParameter, errors.BadCredentials, errors.AppFrozen),
+)
 def login():
     """Form (as OceanConnect) or JSON `appId` + `secret`."""
     data = request.form or request.get_json(silent=True) or {}
@@ -25,6 +34,12 @@ def login():
 
 
 @bp.post("/refreshToken")
+@doc(
+    "Refresh: a new token pair (the refresh token works once)",
+    body=RefreshBody,
+    answers={200: TokenAnswer},
+    raises=(errors.BadCredentials, errors.AppFrozen, errors.TokenInvalid),
+)
 def refresh():
     body = json_body(RefreshBody())
     tokens = auth.refresh(services(), body["appId"], body["secret"], body["refreshToken"])
@@ -32,6 +47,12 @@ def refresh():
 
 
 @bp.post("/logout")
+@doc(
+    "Log out: revoke an access token",
+    body=LogoutBody,
+    answers={204: None},
+    raises=(errors.TokenInvalid,),
+)
 def logout():
     body = json_body(LogoutBody())
     auth.logout(services(), body["accessToken"], request.headers.get("app_key"))

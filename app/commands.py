@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.schemas import json_body, query_args
 from app.schemas.commands import (
     CancelCommandBody,
+    CommandsPage,
     CommandsQuery,
     CreateCommandBody,
+    DeviceCommandResp,
     command_answer,
 )
-from app.schemas.notifications import NotificationAnswer
+from app.schemas.notifications import NotificationAnswer, NotificationHistory
+from devcmd import errors
 from devcmd.domain import commands, notifications
 
 bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommands")
@@ -20,6 +24,12 @@ bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceComm
 
 @bp.post("")
 @authenticated
+@doc(
+    "Create a command (PENDING in its device's queue)",
+    body=CreateCommandBody,
+    answers={201: DeviceCommandResp},
+    raises=(errors.DeviceNotFound, errors.PendingLimitReached),
+)
 def create():
     body = json_body(CreateCommandBody())
     command = commands.create(services(), app_id(), body.pop("deviceId"), body.pop("command"), body)
@@ -28,6 +38,7 @@ def create():
 
 @bp.get("")
 @authenticated
+@doc("Query commands, newest first", query=CommandsQuery, answers={200: CommandsPage})
 def query():
     q = query_args(CommandsQuery())
     total, page = commands.query(
@@ -47,6 +58,7 @@ def query():
 
 @bp.get("/<command_id>/notifications")
 @authenticated
+@doc("A command's callbacks and their delivery attempts", answers={200: NotificationHistory})
 def notification_history(command_id: str):
     """Our extension: every callback of the command, with its delivery attempts."""
     records = notifications.history(services(), app_id(), command_id)
@@ -55,6 +67,12 @@ def notification_history(command_id: str):
 
 @bp.put("/<command_id>")
 @authenticated
+@doc(
+    "Cancel one PENDING command",
+    body=CancelCommandBody,
+    answers={200: DeviceCommandResp},
+    raises=(errors.CommandNotFound, errors.CommandNotCancellable),
+)
 def cancel(command_id: str):
     json_body(CancelCommandBody())
     return command_answer(commands.cancel(services(), app_id(), command_id))

@@ -43,6 +43,7 @@ def acting_for(parameter: str):
             )
             return view(*args, **kwargs)
 
+        wrapper.acting_for = parameter  # the OpenAPI document reads the scheme from here
         return wrapper
 
     return decorate

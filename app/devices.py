@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.schemas import json_body
 from app.schemas.devices import DeviceAnswer, RegisterBody, Registered
+from devcmd import errors
 from devcmd.domain import devices
 
 bp = Blueprint("devices", __name__, url_prefix="/iocm/app")
@@ -14,6 +16,12 @@ bp = Blueprint("devices", __name__, url_prefix="/iocm/app")
 
 @bp.post("/reg/v1.1.0/deviceCredentials")
 @authenticated
+@doc(
+    "Register a device: its deviceId and psk",
+    body=RegisterBody,
+    answers={200: Registered},
+    raises=(errors.NodeIdTaken, errors.IdentityTaken),
+)
 def register():
     body = json_body(RegisterBody())
     device = devices.register(
@@ -29,12 +37,18 @@ def register():
 
 @bp.get("/dm/v1.4.0/devices/<device_id>")
 @authenticated
+@doc("Query a device", answers={200: DeviceAnswer}, raises=(errors.DeviceNotFound,))
 def get(device_id: str):
     return DeviceAnswer().dump(devices.get(services(), app_id(), device_id))
 
 
 @bp.delete("/dm/v1.4.0/devices/<device_id>")
 @authenticated
+@doc(
+    "Delete a device; its undelivered commands end CANCELED",
+    answers={204: None},
+    raises=(errors.DeviceNotFound,),
+)
 def delete(device_id: str):
     devices.delete(services(), app_id(), device_id)
     return "", 204

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
+from app.apidoc import doc
 from app.context import acting_for, app_id, request_id, services
 from app.schemas import optional_json_body, query_args
 from app.schemas.enos import (
+    CancelAnswer,
     CancelQuery,
     DeviceQuery,
+    GetAnswer,
     GetQuery,
+    InvokeAnswer,
     InvokeBody,
     InvokeQuery,
     Pagination,
+    SearchAnswer,
     SearchBody,
     command_answer,
     parse_expression,
@@ -26,20 +31,6 @@ from devcmd import errors
 from devcmd.domain import enos
 
 bp = Blueprint("enos", __name__, url_prefix="/connect-service/v2.1")
-
-
-@bp.route("/commands", methods=["GET", "POST"])
-@acting_for("orgId")
-def commands():
-    """Dispatch on `action`; reads take GET or POST, writes POST only."""
-    action = request.args.get("action", "")
-    view, methods = ACTIONS.get(action, (None, ()))
-    if view is None:
-        raise errors.InvalidInput("action", f"must be one of {', '.join(ACTIONS)}")
-    if request.method not in methods:
-        raise errors.InvalidInput("action", f"{action} is called with POST")
-    g.enos_action = action
-    return {"code": 0, "msg": "Success", "submsg": None, "requestId": request_id(), **view()}
 
 
 def _device(schema: DeviceQuery) -> tuple[dict, dict]:
@@ -53,18 +44,42 @@ def _commands(records: list[dict], device: dict) -> list[dict]:
     return [command_answer(record, device, default_timeout) for record in records]
 
 
+@doc(
+    "Cancel one cached command (commandId) or all of the device's, within the request",
+    query=CancelQuery,
+    answers={200: CancelAnswer},
+    raises=(
+        errors.DeviceNotFound,
+        errors.CommandNotFound,
+        errors.CommandNotCancellable,
+        errors.ScopeTooLarge,
+    ),
+)
 def cancel() -> dict:
     query, device = _device(CancelQuery())
     cancelled = enos.cancel(services(), app_id(), device["deviceId"], query["commandId"])
     return {"data": _commands(cancelled, device)}
 
 
+@doc(
+    "Get one command",
+    query=GetQuery,
+    answers={200: GetAnswer},
+    raises=(errors.DeviceNotFound, errors.CommandNotFound),
+)
 def get() -> dict:
     query, device = _device(GetQuery())
     command = enos.get_command(services(), app_id(), device["deviceId"], query["commandId"])
     return {"data": _commands([command], device)[0]}
 
 
+@doc(
+    "Search the device's commands, newest first (100 a page by default)",
+    query=DeviceQuery,
+    body=SearchBody,
+    answers={200: SearchAnswer},
+    raises=(errors.DeviceNotFound,),
+)
 def search() -> dict:
     _, device = _device(DeviceQuery())
     body = optional_json_body(SearchBody())
@@ -81,6 +96,13 @@ def search() -> dict:
     return {"data": data, "pagination": page | {"totalSize": total}}
 
 
+@doc(
+    "Invoke a service: cached (pendingTtl > 0) or instant (waits for the result)",
+    query=InvokeQuery,
+    body=InvokeBody,
+    answers={200: InvokeAnswer},
+    raises=(errors.DeviceNotFound, errors.PendingLimitReached),
+)
 def invoke_service() -> dict:
     query, device = _device(InvokeQuery())
     body = optional_json_body(InvokeBody())
@@ -102,3 +124,18 @@ ACTIONS = {
     "search": (search, READS),
     "invokeService": (invoke_service, WRITES),
 }
+
+
+@bp.route("/commands", methods=["GET", "POST"])
+@acting_for("orgId")
+@doc("EnOS commands: one path, the action in ?action=", dispatch=("action", ACTIONS))
+def commands():
+    """Dispatch on `action`; reads take GET or POST, writes POST only."""
+    action = request.args.get("action", "")
+    view, methods = ACTIONS.get(action, (None, ()))
+    if view is None:
+        raise errors.InvalidInput("action", f"must be one of {', '.join(ACTIONS)}")
+    if request.method not in methods:
+        raise errors.InvalidInput("action", f"{action} is called with POST")
+    g.enos_action = action
+    return {"code": 0, "msg": "Success", "submsg": None, "requestId": request_id(), **view()}

@@ -37,6 +37,7 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
 }
 
 HTTP_CODES = {404: "100022", 405: "100022", 413: "100022", 415: "100022"}
+INTERNAL = (500, "100001")
 
 ENOS_PREFIX = "/connect-service/"
 ENOS_INVALID = (99400, "Invalid parameter")
@@ -112,7 +113,7 @@ def register(app: Flask) -> None:
         if is_enos():
             return _enos_domain(exc)
         known = next((cls for cls in type(exc).__mro__ if cls in CATALOGUE), None)
-        status, code = CATALOGUE[known] if known else (500, "100001")
+        status, code = CATALOGUE[known] if known else INTERNAL
         response = envelope(status, code, exc.message)
         if isinstance(exc, errors.DeviceAuthFailed):
             response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'
@@ -130,7 +131,7 @@ def register(app: Flask) -> None:
         status = exc.code or 500
         if is_enos():
             return _enos_http(status, exc.description or exc.name)
-        code = HTTP_CODES.get(status, "100022" if status < 500 else "100001")
+        code = HTTP_CODES.get(status, "100022" if status < 500 else INTERNAL[1])
         return envelope(status, code, exc.description or exc.name)
 
     @app.errorhandler(Exception)
@@ -138,4 +139,4 @@ def register(app: Flask) -> None:
         log.exception("unhandled error")
         if is_enos():
             return enos_envelope(*ENOS_INTERNAL, "Internal server error.", 500)
-        return envelope(500, "100001", "Internal server error.")
+        return envelope(*INTERNAL, "Internal server error.")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint
 from redis import RedisError
 
+from app.apidoc import doc
 from app.context import services
+from app.schemas.health import HealthAnswer
 from devcmd.clock import now_ms
 from devcmd.store import keys
 
@@ -13,6 +15,7 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@doc("Health of web, Redis and workers", answers={200: HealthAnswer, 503: HealthAnswer})
 def healthz():
     svc = services()
     checks = {"web": "ok"}

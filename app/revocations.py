@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.schemas import json_body, query_args
 from app.schemas.commands import command_answer
-from app.schemas.revocations import CreateTaskBody, TaskAnswer, TasksQuery
+from app.schemas.revocations import CreateTaskBody, TaskAnswer, TaskCreated, TasksPage, TasksQuery
+from devcmd import errors
 from devcmd.domain import revocations
 
 bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks")
@@ -15,6 +17,12 @@ bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceC
 
 @bp.post("")
 @authenticated
+@doc(
+    "Revoke every PENDING command of a device (takes effect at 201; swept in the background)",
+    body=CreateTaskBody,
+    answers={201: TaskCreated},
+    raises=(errors.DeviceNotFound,),
+)
 def create():
     body = json_body(CreateTaskBody())
     task = revocations.open_task(services(), app_id(), body["deviceId"])
@@ -25,6 +33,7 @@ def create():
 
 @bp.get("")
 @authenticated
+@doc("Query revocation tasks", query=TasksQuery, answers={200: TasksPage})
 def query():
     q = query_args(TasksQuery())
     filters = {

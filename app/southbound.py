@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from app.apidoc import doc
 from app.context import services
 from app.schemas import json_body, query_args
-from app.schemas.southbound import FetchQuery, ResultBody
+from app.schemas.southbound import FetchAnswer, FetchQuery, ResultBody
+from devcmd import errors
 from devcmd.domain import southbound
 
 bp = Blueprint("southbound", __name__, url_prefix="/southbound/v1/devices/<device_id>/commands")
@@ -20,6 +22,12 @@ def _device_app(device_id: str) -> str:
 
 
 @bp.get("")
+@doc(
+    "Take the next commands (each becomes SENT)",
+    query=FetchQuery,
+    answers={200: FetchAnswer},
+    security="device",
+)
 def fetch(device_id: str):
     app_id = _device_app(device_id)
     limit = query_args(FetchQuery())["max"]
@@ -27,12 +35,25 @@ def fetch(device_id: str):
 
 
 @bp.post("/<command_id>/ack")
+@doc(
+    "Acknowledge a command: SENT -> DELIVERED",
+    answers={204: None},
+    raises=(errors.CommandNotFound, errors.IllegalTransition),
+    security="device",
+)
 def ack(device_id: str, command_id: str):
     southbound.ack(services(), _device_app(device_id), device_id, command_id)
     return "", 204
 
 
 @bp.post("/<command_id>/result")
+@doc(
+    "Report a command's result: it ends SUCCESSFUL or FAILED",
+    body=ResultBody,
+    answers={204: None},
+    raises=(errors.CommandNotFound, errors.IllegalTransition),
+    security="device",
+)
 def result(device_id: str, command_id: str):
     app_id = _device_app(device_id)
     body = json_body(ResultBody())

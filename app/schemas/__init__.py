@@ -66,6 +66,14 @@ class PageQuery(BaseSchema):
     endTime = HuaweiTime(load_default=2**53)
 
 
+class PageAnswer(BaseSchema):
+    """The `pagination` of an OceanConnect list answer."""
+
+    pageNo = fields.Integer(required=True, validate=validate.Range(min=0))
+    pageSize = fields.Integer(required=True, validate=validate.Range(1, 1000))
+    totalSize = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
 def json_body(schema: Schema) -> dict:
     """Parse the request's JSON object with `schema`; raises ValidationError naming the field."""
     data = request.get_json(silent=True, force=True)

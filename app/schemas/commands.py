@@ -3,10 +3,21 @@
 import orjson
 from marshmallow import ValidationError, fields, validate
 
-from app.schemas import BaseSchema, PageQuery, StrictInteger, identifier
+from app.schemas import BaseSchema, HuaweiTime, PageAnswer, PageQuery, StrictInteger, identifier
 from devcmd.clock import to_huawei
+from devcmd.domain.southbound import RESULT_CODES
 
 MAX_EXPIRE = 2**31 - 1
+STATUSES = [
+    "PENDING",
+    "SENT",
+    "DELIVERED",
+    "SUCCESSFUL",
+    "FAILED",
+    "TIMEOUT",
+    "CANCELED",
+    "EXPIRED",
+]
 
 
 def storable(paras: dict | None) -> None:
@@ -45,6 +56,38 @@ class CancelCommandBody(BaseSchema):
 
 class CommandsQuery(PageQuery):
     deviceId = identifier(load_default=None)
+
+
+class CommandResult(BaseSchema):
+    """What the device reported (southbound `result`)."""
+
+    resultCode = fields.String(required=True, validate=validate.OneOf(RESULT_CODES))
+    resultDetail = fields.Raw(required=True, allow_none=True)
+
+
+class DeviceCommandResp(BaseSchema):
+    """OceanConnect's DeviceCommandResp, as `command_answer` writes it (documents the answer;
+    tests/unit/test_openapi.py checks real answers against it)."""
+
+    commandId = fields.String(required=True)
+    appId = fields.String(required=True)
+    deviceId = fields.String(required=True)
+    command = fields.Nested(CommandDTO, required=True)
+    callbackUrl = fields.String(required=True, allow_none=True)
+    expireTime = fields.Integer(required=True, validate=validate.Range(0, MAX_EXPIRE))
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    result = fields.Nested(CommandResult, required=True, allow_none=True)
+    creationTime = HuaweiTime(required=True)
+    executeTime = HuaweiTime(required=True, allow_none=True)
+    platformIssuedTime = HuaweiTime(required=True, allow_none=True)
+    deliveredTime = HuaweiTime(required=True, allow_none=True)
+    issuedTimes = fields.Integer(required=True, validate=validate.Range(min=0))
+    maxRetransmit = fields.Integer(required=True, validate=validate.Range(0, 3))
+
+
+class CommandsPage(BaseSchema):
+    pagination = fields.Nested(PageAnswer, required=True)
+    data = fields.List(fields.Nested(DeviceCommandResp), required=True)
 
 
 def command_answer(record: dict) -> dict:

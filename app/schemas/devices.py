@@ -16,28 +16,35 @@ class RegisterBody(BaseSchema):
 
 
 class Registered(BaseSchema):
-    deviceId = fields.String()
-    verifyCode = fields.String()
-    timeout = fields.Integer()
-    psk = fields.String()
+    deviceId = fields.String(required=True)
+    verifyCode = fields.String(required=True)
+    timeout = fields.Integer(required=True)
+    psk = fields.String(required=True)
     productKey = fields.String()
     deviceKey = fields.String()
     assetId = fields.String()
 
 
+class Whole(fields.Nested):
+    """A nested object made from the same record (OceanConnect nests `deviceInfo`)."""
+
+    def serialize(self, attr, obj, accessor=None, **kwargs):
+        return self._serialize(obj, attr, obj, **kwargs)
+
+
 class DeviceInfo(BaseSchema):
-    nodeId = fields.String()
-    status = fields.Constant("OFFLINE")
+    nodeId = fields.String(required=True)
+    status = fields.Constant("OFFLINE", required=True)
     productKey = fields.String()
     deviceKey = fields.String()
     assetId = fields.String()
 
 
 class DeviceAnswer(BaseSchema):
-    deviceId = fields.String()
-    gatewayId = fields.Function(lambda d: d["deviceId"])
-    nodeType = fields.Constant("GATEWAY")
-    createTime = HuaweiTime()
-    lastModifiedTime = HuaweiTime()
-    pendingCommands = fields.Integer(attribute="pendingCount")
-    deviceInfo = fields.Function(lambda d: DeviceInfo().dump(d))
+    deviceId = fields.String(required=True)
+    gatewayId = fields.String(attribute="deviceId", dump_only=True, required=True)
+    nodeType = fields.Constant("GATEWAY", required=True)
+    createTime = HuaweiTime(required=True)
+    lastModifiedTime = HuaweiTime(required=True)
+    pendingCommands = fields.Integer(attribute="pendingCount", required=True)
+    deviceInfo = Whole(DeviceInfo, required=True)

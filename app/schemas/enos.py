@@ -12,16 +12,26 @@ from app.schemas.commands import storable
 from devcmd.domain.enos import STATES, Filters, output_data, tsl_identifier
 
 MAX_PENDING_TTL = 172_800
+STATE_NUMBERS = sorted(set(STATES.values()))
+STATE_DOC = {
+    "description": "1 Created (PENDING), 2 Canceled, 3 Expired, 4 Sent (SENT, DELIVERED), "
+    "5 Succeeded, 6 Failed, 7 Response timed out (TIMEOUT)"
+}
 EXPRESSION_TIME = "%Y-%m-%d %H:%M:%S"
 
 
 class DeviceQuery(BaseSchema):
     """Every action: the organization and the device, by assetId or productKey + deviceKey."""
 
-    orgId = identifier(required=True)
-    assetId = enos_name(load_default=None)
-    productKey = enos_name(load_default=None)
-    deviceKey = enos_name(load_default=None)
+    orgId = identifier(
+        required=True,
+        metadata={"description": "The application: the caller or one that authorized it."},
+    )
+    assetId = enos_name(
+        load_default=None, metadata={"description": "The device, or productKey + deviceKey."}
+    )
+    productKey = enos_name(load_default=None, metadata={"description": "With deviceKey."})
+    deviceKey = enos_name(load_default=None, metadata={"description": "With productKey."})
 
 
 class CancelQuery(DeviceQuery):
@@ -121,6 +131,77 @@ def _time(text: str) -> int:
 
 def _invalid(reason: str) -> ValidationError:
     return ValidationError({"expression": [reason]})
+
+
+class CommandName(BaseSchema):
+    defaultValue = fields.String(required=True)
+    i18nValue = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+class EnosCommand(BaseSchema):
+    """EnOS's Command, as `command_answer` writes it (times in epoch milliseconds)."""
+
+    commandId = fields.String(required=True)
+    orgId = fields.String(required=True)
+    productKey = fields.String(required=True, allow_none=True)
+    deviceKey = fields.String(required=True, allow_none=True)
+    assetId = fields.String(required=True)
+    createTime = fields.Integer(required=True)
+    createLocalTime = fields.Integer(required=True)
+    createLocaltime = fields.Integer(required=True, metadata={"description": "EnOS spells both"})
+    commandType = fields.Integer(
+        required=True,
+        validate=validate.OneOf([1, 2]),
+        metadata={"description": "1 measurement point setting, 2 service invocation"},
+    )
+    commandName = fields.Nested(CommandName, required=True)
+    timeout = fields.Integer(required=True)
+    pendingTtl = fields.Integer(required=True)
+    state = fields.Integer(
+        required=True, validate=validate.OneOf(STATE_NUMBERS), metadata=STATE_DOC
+    )
+    tslIdentifier = fields.String(required=True)
+    inputData = fields.Dict(keys=fields.String(), required=True)
+    outputData = fields.Raw(required=True, allow_none=True)
+
+
+class Envelope(BaseSchema):
+    """EnOS's envelope of a success (failures: EnosError)."""
+
+    code = fields.Integer(required=True, validate=validate.OneOf([0]))
+    msg = fields.String(required=True, validate=validate.OneOf(["Success"]))
+    submsg = fields.String(required=True, allow_none=True)
+    requestId = fields.String(required=True)
+
+
+class CancelAnswer(Envelope):
+    data = fields.List(fields.Nested(EnosCommand), required=True)
+
+
+class GetAnswer(Envelope):
+    data = fields.Nested(EnosCommand, required=True)
+
+
+class SearchPage(BaseSchema):
+    pageNo = fields.Integer(required=True, validate=validate.Range(1, 1_000_000))
+    pageSize = fields.Integer(required=True, validate=validate.Range(1, 1000))
+    totalSize = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+class SearchAnswer(Envelope):
+    # A `projection` keeps only the fields it names.
+    data = fields.List(fields.Nested(EnosCommand(partial=True)), required=True)
+    pagination = fields.Nested(SearchPage, required=True)
+
+
+class Invoked(BaseSchema):
+    commandId = fields.String(required=True)
+    outputData = fields.Raw(allow_none=True, metadata={"description": "instant commands only"})
+    state = fields.Integer(validate=validate.OneOf(STATE_NUMBERS), metadata=STATE_DOC)
+
+
+class InvokeAnswer(Envelope):
+    data = fields.Nested(Invoked, required=True)
 
 
 def command_answer(record: dict, device: dict, default_timeout: int) -> dict:

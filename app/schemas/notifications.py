@@ -1,6 +1,6 @@
 """The notification history answer (our extension to the OceanConnect command API)."""
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from app.schemas import BaseSchema, HuaweiTime
 
@@ -16,7 +16,14 @@ class NotificationAnswer(BaseSchema):
     notificationId = fields.String(attribute="id")
     status = fields.String()
     url = fields.String()
-    state = fields.String()
+    state = fields.String(
+        validate=validate.OneOf(["pending", "delivered", "failed", "stopped", "refused"])
+    )
     attemptCount = fields.Integer()
     nextAttempt = HuaweiTime(allow_none=True)
     attempts = fields.List(fields.Nested(Attempt))
+
+
+class NotificationHistory(BaseSchema):
+    commandId = fields.String(required=True)
+    notifications = fields.List(fields.Nested(NotificationAnswer), required=True)

@@ -2,9 +2,11 @@
 
 from marshmallow import fields, validate
 
-from app.schemas import BaseSchema, HuaweiTime, PageQuery, identifier
+from app.schemas import BaseSchema, HuaweiTime, PageAnswer, PageQuery, identifier
+from app.schemas.commands import DeviceCommandResp
 
-TASK_STATUSES = ["WAITING", "WAITTING", "RUNNING", "SUCCESS", "PART_SUCCESS", "FAILED"]
+ANSWERED_STATUSES = ["WAITING", "RUNNING", "SUCCESS", "PART_SUCCESS", "FAILED"]
+TASK_STATUSES = [*ANSWERED_STATUSES, "WAITTING"]
 
 
 class CreateTaskBody(BaseSchema):
@@ -20,13 +22,24 @@ class TasksQuery(PageQuery):
 class TaskAnswer(BaseSchema):
     """OceanConnect's revocation task, plus progress fields (our documented extension)."""
 
-    taskId = fields.String()
-    appId = fields.String()
-    deviceId = fields.String()
-    status = fields.String()
-    totalCount = fields.Integer()
-    cancelledCount = fields.Integer()
+    taskId = fields.String(required=True)
+    appId = fields.String(required=True)
+    deviceId = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(ANSWERED_STATUSES))
+    totalCount = fields.Integer(required=True, validate=validate.Range(min=0))
+    cancelledCount = fields.Integer(validate=validate.Range(min=0))
     reason = fields.String()
     creationTime = HuaweiTime()
     startTime = HuaweiTime()
     finishTime = HuaweiTime()
+
+
+class TaskCreated(TaskAnswer):
+    """The create answer: the task and the commands of its scope (up to TASK_INLINE_COMMANDS)."""
+
+    deviceCommands = fields.List(fields.Nested(DeviceCommandResp), required=True)
+
+
+class TasksPage(BaseSchema):
+    pagination = fields.Nested(PageAnswer, required=True)
+    data = fields.List(fields.Nested(TaskAnswer), required=True)
