@@ -32,7 +32,16 @@ ENOS = "/connect-service/v2.1/commands"
 SOUTH = "/southbound/v1/devices/<device_id>/commands"
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 # Routes that hold no tenant data, answered to anyone.
-PUBLIC = {("/static/<path:filename>", "GET"), ("/healthz", "GET")}
+# Routes that hold no application's data: health, metrics and the API document.
+PUBLIC = {
+    ("/static/<path:filename>", "GET"),
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
+    ("/metrics", "GET"),
+    ("/openapi.json", "GET"),
+    ("/docs", "GET"),
+    ("/docs/assets/<path:filename>", "GET"),
+}
 NOTHING = (200, None)  # answered, but without any of A's ids (checked for every call)
 CROSS = (403, "100217")
 ENOS_CROSS = (200, "99403")
