@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from flask import Blueprint, request
 
 from app.context import services
+from app.flow import limited
 from app.schemas import json_body
 from app.schemas.auth import LogoutBody, RefreshBody, TokenAnswer
 from devcmd.domain import auth
@@ -15,6 +16,7 @@ bp = Blueprint("auth", __name__, url_prefix="/iocm/app/sec/v1.1.0")
 
 
 @bp.post("/login")
+@limited("login")
 def login():
     """Form (as OceanConnect) or JSON `appId` + `secret`."""
     data = request.form or request.get_json(silent=True) or {}
@@ -25,6 +27,7 @@ def login():
 
 
 @bp.post("/refreshToken")
+@limited("login")
 def refresh():
     body = json_body(RefreshBody())
     tokens = auth.refresh(services(), body["appId"], body["secret"], body["refreshToken"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, request
+from flask_limiter import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -34,6 +35,7 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.IllegalTransition: (409, "200409"),
     errors.DeviceAuthFailed: (401, "200401"),
     errors.TaskNotFound: (404, "100434"),
+    errors.Congested: (503, "100501"),
 }
 
 HTTP_CODES = {404: "100022", 405: "100022", 413: "100022", 415: "100022"}
@@ -53,7 +55,10 @@ ENOS_CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.CommandNotCancellable: (99409, "Command cannot be cancelled"),
     errors.ScopeTooLarge: (99413, "Too many cached commands for one request"),
     errors.PendingLimitReached: (11902, "Cached command limit reached"),
+    errors.Congested: (99503, "Service busy, retry later"),
 }
+THROTTLED = (403, "1010009")
+ENOS_THROTTLED = (99429, "Too many requests")
 # action=get reports an unknown command with its own code, as EnOS documents it.
 ENOS_ACTION_CODES = {("get", errors.CommandNotFound): (11404, "commandId not found")}
 
@@ -110,13 +115,24 @@ def register(app: Flask) -> None:
     @app.errorhandler(errors.DomainError)
     def _domain(exc: errors.DomainError):
         if is_enos():
-            return _enos_domain(exc)
-        known = next((cls for cls in type(exc).__mro__ if cls in CATALOGUE), None)
-        status, code = CATALOGUE[known] if known else (500, "100001")
-        response = envelope(status, code, exc.message)
+            response = _enos_domain(exc)
+        else:
+            known = next((cls for cls in type(exc).__mro__ if cls in CATALOGUE), None)
+            status, code = CATALOGUE[known] if known else (500, "100001")
+            response = envelope(status, code, exc.message)
         if isinstance(exc, errors.DeviceAuthFailed):
             response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'
+        if isinstance(exc, errors.Congested):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
+
+    @app.errorhandler(RateLimitExceeded)
+    def _throttled(exc: RateLimitExceeded):
+        """Flow control (app.flow); flask-limiter adds Retry-After and X-RateLimit-* after."""
+        desc = f"Too many calls: the limit is {exc.limit.limit}; see Retry-After."
+        if is_enos():
+            return enos_envelope(*ENOS_THROTTLED, desc)
+        return envelope(*THROTTLED, desc)
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError):

@@ -65,6 +65,16 @@ def rotate_webhook_secret(svc: Services, app_id: str, grace_seconds: int) -> dic
     return {"appId": app_id, "webhookSecret": secret}
 
 
+def set_rate_limit(svc: Services, app_id: str, per_minute: int | None) -> dict:
+    """Give the application its own northbound calls per minute (None: back to the default,
+    RATE_LIMIT_PER_MINUTE). Every web process reads it on the next call. Raises AppNotFound."""
+    if not svc.apps.get(app_id):
+        raise errors.AppNotFound()
+    svc.apps.set_rate_limit(app_id, per_minute)
+    effective = per_minute or svc.config.rate_limit_per_minute
+    return {"appId": app_id, "perMinute": effective, "default": per_minute is None}
+
+
 def webhook_secrets(app: dict[str, str]) -> list[str]:
     """The secrets that sign an application's callbacks now: current first, then one in grace."""
     secrets_ = [app["webhookSecret"]]
