@@ -123,7 +123,7 @@ def register(app: Flask) -> None:
         if isinstance(exc, errors.DeviceAuthFailed):
             response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'
         if isinstance(exc, errors.Congested):
-            response.headers["Retry-After"] = str(exc.retry_after)
+            g.retry_after = exc.retry_after  # app.flow writes the header
         return response
 
     @app.errorhandler(RateLimitExceeded)
@@ -144,10 +144,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         status = exc.code or 500
+        desc = exc.description or exc.name
+        if status == 413:
+            desc = f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
         if is_enos():
-            return _enos_http(status, exc.description or exc.name)
+            return _enos_http(status, desc)
         code = HTTP_CODES.get(status, "100022" if status < 500 else "100001")
-        return envelope(status, code, exc.description or exc.name)
+        return envelope(status, code, desc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -49,6 +49,8 @@ class FlowControl:
 
     def __init__(self, app: Flask, svc: Services) -> None:
         self.svc = svc
+        # Registered before the Limiter's own hook, so it runs after it (Flask runs them reversed).
+        app.after_request(self.retry_after_on_refusals_only)
         self.limiter = Limiter(
             caller,
             app=app,
@@ -76,6 +78,16 @@ class FlowControl:
 
     def login_limit(self) -> str:
         return f"{self.svc.config.login_failures_per_minute}/minute"
+
+    def retry_after_on_refusals_only(self, response: Response) -> Response:
+        """flask-limiter writes Retry-After on every answer, and overrides a refusal's own (503
+        congestion, `g.retry_after`) with its window: keep it where it means something."""
+        current = self.limiter.current_limit
+        if g.get("retry_after") is not None:
+            response.headers["Retry-After"] = str(g.retry_after)
+        elif not (current and current.breached):
+            response.headers.pop("Retry-After", None)
+        return response
 
     def call(self, kind: str, view: Callable, *args, **kwargs):
         """Run `view` under the limit `kind`; raises RateLimitExceeded over it."""
