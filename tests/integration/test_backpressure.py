@@ -36,11 +36,21 @@ def pending(svc, app_id, device_id) -> list[str]:
     return [commands.create(svc, app_id, device_id, command, {})["commandId"] for _ in range(3)]
 
 
+READ = {
+    "string": lambda r, k: r.get(k),
+    "hash": lambda r, k: r.hgetall(k),
+    "list": lambda r, k: r.lrange(k, 0, -1),
+    "set": lambda r, k: r.smembers(k),
+    "zset": lambda r, k: r.zrange(k, 0, -1, withscores=True),
+    "stream": lambda r, k: r.xrange(k),
+}
+
+
 def snapshot(svc) -> dict[str, object]:
     """Every devcmd key (but flow-control counters: a refused call still counts) with its
-    serialized value, and the broker's queue lists."""
+    value, and the broker's queue lists."""
     state: dict[str, object] = {
-        key: svc.redis.dump(key)
+        key: READ[svc.redis.type(key)](svc.redis, key)
         for key in svc.redis.scan_iter("dc:*")
         if not key.startswith(STORAGE_PREFIX)
     }
