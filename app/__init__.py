@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app.flow import EXTENSION, FlowControl
 from app.json import OrjsonProvider
 from devcmd.config import Config
 from devcmd.services import Services
@@ -25,9 +26,10 @@ def create_app(config: Config | None = None, services: Services | None = None) -
 
     config = config or (services.config if services else Config.from_env())
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.json = OrjsonProvider(app)
-    app.extensions["devcmd"] = services or Services.from_config(config)
+    svc = app.extensions["devcmd"] = services or Services.from_config(config)
+    app.extensions[EXTENSION] = FlowControl(app, svc)
     errors.register(app)
     for module in (auth, devices, commands, revocations, enos, southbound, health, openapi):
         app.register_blueprint(module.bp)

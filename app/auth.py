@@ -8,6 +8,7 @@ from flask import Blueprint, request
 
 from app.apidoc import doc
 from app.context import services
+from app.flow import limited
 from app.schemas import json_body
 from app.schemas.auth import LoginBody, LogoutBody, RefreshBody, TokenAnswer
 from devcmd import errors
@@ -24,6 +25,7 @@ bp = Blueprint("auth", __name__, url_prefix="/iocm/app/sec/v1.1.0")
     answers={200: TokenAnswer},
     raises=(errors.MissingLoginParameter, errors.BadCredentials, errors.AppFrozen),
 )
+@limited("login")
 def login():
     """Form (as OceanConnect) or JSON `appId` + `secret`."""
     data = request.form or request.get_json(silent=True) or {}
@@ -40,6 +42,7 @@ def login():
     answers={200: TokenAnswer},
     raises=(errors.BadCredentials, errors.AppFrozen, errors.TokenInvalid),
 )
+@limited("login")
 def refresh():
     body = json_body(RefreshBody())
     tokens = auth.refresh(services(), body["appId"], body["secret"], body["refreshToken"])

@@ -8,6 +8,7 @@ from functools import wraps
 
 from flask import current_app, g, request
 
+from app.flow import flow
 from devcmd.domain import auth
 from devcmd.services import Services
 
@@ -30,7 +31,8 @@ def request_id() -> str:
 
 def acting_for(parameter: str):
     """Require `app_key` + `Authorization: Bearer`; the query `parameter` may name another
-    application that authorized the caller (OceanConnect's `appId`, EnOS's `orgId`)."""
+    application that authorized the caller (OceanConnect's `appId`, EnOS's `orgId`). The call
+    counts against the caller's limit (`app.flow`), acting for another or not."""
 
     def decorate(view):
         @wraps(view)
@@ -41,7 +43,8 @@ def acting_for(parameter: str):
                 request.headers.get("Authorization"),
                 request.args.get(parameter),
             )
-            return view(*args, **kwargs)
+            g.caller_id = request.headers["app_key"]
+            return flow().call("northbound", view, *args, **kwargs)
 
         wrapper.acting_for = parameter  # the OpenAPI document reads the scheme from here
         return wrapper

@@ -47,7 +47,7 @@ def get(device_id: str):
 @doc(
     "Delete a device; its undelivered commands end CANCELED",
     answers={204: None},
-    raises=(errors.DeviceNotFound,),
+    raises=(errors.DeviceNotFound, errors.Congested),
 )
 def delete(device_id: str):
     devices.delete(services(), app_id(), device_id)

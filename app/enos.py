@@ -53,6 +53,7 @@ def _commands(records: list[dict], device: dict) -> list[dict]:
         errors.CommandNotFound,
         errors.CommandNotCancellable,
         errors.ScopeTooLarge,
+        errors.Congested,
     ),
 )
 def cancel() -> dict:

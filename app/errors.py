@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, request
+from flask_limiter import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -34,6 +35,8 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.IllegalTransition: (409, "200409"),
     errors.DeviceAuthFailed: (401, "200401"),
     errors.TaskNotFound: (404, "100434"),
+    errors.Congested: (503, "100501"),
+    errors.Throttled: (403, "1010009"),
 }
 
 HTTP_CODES = {404: "100022", 405: "100022", 413: "100022", 415: "100022"}
@@ -54,6 +57,8 @@ ENOS_CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.CommandNotCancellable: (99409, "Command cannot be cancelled"),
     errors.ScopeTooLarge: (99413, "Too many cached commands for one request"),
     errors.PendingLimitReached: (11902, "Cached command limit reached"),
+    errors.Congested: (99503, "Service busy, retry later"),
+    errors.Throttled: (99429, "Too many requests"),
 }
 # action=get reports an unknown command with its own code, as EnOS documents it.
 ENOS_ACTION_CODES = {("get", errors.CommandNotFound): (11404, "commandId not found")}
@@ -111,13 +116,23 @@ def register(app: Flask) -> None:
     @app.errorhandler(errors.DomainError)
     def _domain(exc: errors.DomainError):
         if is_enos():
-            return _enos_domain(exc)
-        known = next((cls for cls in type(exc).__mro__ if cls in CATALOGUE), None)
-        status, code = CATALOGUE[known] if known else INTERNAL
-        response = envelope(status, code, exc.message)
+            response = _enos_domain(exc)
+        else:
+            known = next((cls for cls in type(exc).__mro__ if cls in CATALOGUE), None)
+            status, code = CATALOGUE[known] if known else INTERNAL
+            response = envelope(status, code, exc.message)
         if isinstance(exc, errors.DeviceAuthFailed):
             response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'
+        if isinstance(exc, errors.Congested):
+            g.retry_after = exc.retry_after  # app.flow writes the header
         return response
+
+    @app.errorhandler(RateLimitExceeded)
+    def _throttled(exc: RateLimitExceeded):
+        """Flow control (app.flow); flask-limiter adds Retry-After and X-RateLimit-* after."""
+        return _domain(
+            errors.Throttled(f"Too many calls: the limit is {exc.limit.limit}; see Retry-After.")
+        )
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError):
@@ -129,10 +144,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         status = exc.code or 500
+        desc = exc.description or exc.name
+        if status == 413:
+            desc = f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes."
         if is_enos():
-            return _enos_http(status, exc.description or exc.name)
+            return _enos_http(status, desc)
         code = HTTP_CODES.get(status, "100022" if status < 500 else INTERNAL[1])
-        return envelope(status, code, exc.description or exc.name)
+        return envelope(status, code, desc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -20,7 +20,12 @@ class OrjsonProvider(JSONProvider):
         return orjson.dumps(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        return json.loads(s)
+        """Raises ValueError for invalid JSON, also for nesting too deep for the parser
+        (a 1 MiB body can nest 500,000 levels)."""
+        try:
+            return json.loads(s)
+        except RecursionError as exc:
+            raise ValueError("JSON nested too deeply") from exc
 
     def response(self, *args: Any, **kwargs: Any):
         obj = self._prepare_response_obj(args, kwargs)

@@ -21,7 +21,7 @@ bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceC
     "Revoke every PENDING command of a device (takes effect at 201; swept in the background)",
     body=CreateTaskBody,
     answers={201: TaskCreated},
-    raises=(errors.DeviceNotFound,),
+    raises=(errors.DeviceNotFound, errors.Congested),
 )
 def create():
     body = json_body(CreateTaskBody())

@@ -31,6 +31,7 @@ APP_AUTH = (
     errors.AppFrozen,
     errors.AppNotFound,
     errors.NotAuthorized,
+    errors.Throttled,
 )
 SECURITY_SCHEMES = {
     "app_key": {
@@ -206,7 +207,12 @@ def _error_responses(raises: Iterable[type[errors.DomainError]], has_body: bool)
         status, code = catalogue.CATALOGUE[exc]
         by_status[status].setdefault(code, []).append(meaning(exc))
     if has_body:
-        by_status[413].setdefault(catalogue.HTTP_CODES[413], []).append("body over 1 MiB")
+        by_status[413].setdefault(catalogue.HTTP_CODES[413], []).append(
+            "body over MAX_CONTENT_LENGTH (1 MiB by default)"
+        )
+        by_status[415].setdefault(catalogue.HTTP_CODES[415], []).append(
+            "a Content-Type other than JSON"
+        )
     status, code = catalogue.INTERNAL
     by_status[status][code] = ["internal error (never for bad input)"]
     responses = {str(s): _error_response(codes) for s, codes in sorted(by_status.items())}

@@ -117,8 +117,12 @@ def main() -> None:
 
 
 def run(url: str, args: argparse.Namespace) -> None:
+    # Flow control stays on (its cost is part of a create call) but high enough for any --runs.
     config = Config().with_(
-        redis_url=url, max_pending_per_device=10 * args.commands, callback_allow_private=True
+        redis_url=url,
+        max_pending_per_device=10 * args.commands,
+        callback_allow_private=True,
+        rate_limit_per_minute=1_000_000,
     )
     svc = Services.from_config(config)
     try:

@@ -7,6 +7,8 @@ The web process builds a Celery app with no tasks and only sends by name, so `ap
 from __future__ import annotations
 
 from celery import Celery
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+from redis import Redis
 
 from devcmd.config import Config
 
@@ -20,6 +22,27 @@ RETRY = "devcmd.notifications.retry_due"
 
 QUEUE_REVOCATIONS = "revocations"
 QUEUE_CALLBACKS = "callbacks"
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps a queue in: the queue's name, and one list per priority step
+    (`name\\x06\\x163`, ...) that fills only if messages are sent with a priority."""
+    return [queue] + [f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
+
+
+def queue_depths(redis: Redis) -> dict[str, int]:
+    """Messages waiting in each devcmd queue of the broker Redis `redis` (one round trip).
+
+    Counts what workers have not taken yet; messages a worker holds (reserved, or waiting for
+    their countdown) are not in the lists.
+    """
+    queues = (QUEUE_REVOCATIONS, QUEUE_CALLBACKS)
+    pipe = redis.pipeline(transaction=False)
+    for queue in queues:
+        for name in queue_lists(queue):
+            pipe.llen(name)
+    sizes = iter(pipe.execute())
+    return {queue: sum(next(sizes) for _ in queue_lists(queue)) for queue in queues}
 
 
 def make_celery(config: Config) -> Celery:

@@ -291,6 +291,28 @@ def rotate_webhook_secret(config: Config, app_id: str, grace_hours: float) -> No
         print_json(auth.rotate_webhook_secret(svc, app_id, round(grace_hours * 3600)))
 
 
+@apps.command("set-limit")
+@click.option("--app-id", required=True, help="The application whose flow control changes.")
+@click.option(
+    "--per-minute",
+    type=click.IntRange(min=1),
+    help="Northbound calls per minute for this application.",
+)
+@click.option("--default", "use_default", is_flag=True, help="Back to RATE_LIMIT_PER_MINUTE.")
+@click.pass_obj
+def set_limit(config: Config, app_id: str, per_minute: int | None, use_default: bool) -> None:
+    """Set how many northbound calls per minute an application may make.
+
+    Counts every authenticated call made with the application's credentials, in both dialects,
+    also when it acts for another application. Every web process applies it from the next call.
+    Prints {"appId", "perMinute", "default"}.
+    """
+    if (per_minute is None) == (not use_default):
+        raise click.UsageError("give exactly one of --per-minute N and --default")
+    with admin_services(config) as svc:
+        print_json(auth.set_rate_limit(svc, app_id, per_minute))
+
+
 @main.group()
 def notifications() -> None:
     """Inspect and re-send callback notifications."""

@@ -41,6 +41,13 @@ class Config:
     timer_batch: int = 1000
     enos_cancel_limit: int = 10_000
     enos_invoke_wait: float = 10.0
+    rate_limit_per_minute: int = 100
+    login_failures_per_minute: int = 20
+    revocation_queue_limit: int = 10_000
+    callback_queue_limit: int = 10_000
+    max_content_length: int = 1024 * 1024
+    max_paras_bytes: int = 64 * 1024
+    max_paras_depth: int = 16
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -124,3 +124,16 @@ class ScopeTooLarge(DomainError):
         )
         self.total = total
         self.limit = limit
+
+
+class Congested(DomainError):
+    """A work queue is deeper than its configured limit: new work of this kind waits outside."""
+
+    def __init__(self, queue: str, depth: int, limit: int, retry_after: int) -> None:
+        super().__init__(f"The {queue} queue holds {depth} messages (limit {limit}); retry later.")
+        self.queue = queue
+        self.retry_after = retry_after
+
+
+class Throttled(DomainError):
+    """The calling application used up its calls for this minute (flow control)."""

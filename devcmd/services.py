@@ -35,8 +35,22 @@ class Services:
 
     def close(self) -> None:
         """Release the Redis and broker connections (CLI commands and tests end with this)."""
+        if self.__dict__.get("broker_redis") not in (None, self.redis):
+            self.broker_redis.close()
         self.redis.close()
         self.broker.close()
+
+    @cached_property
+    def broker_redis(self) -> Redis | None:
+        """A client of the Redis holding Celery's queues (to read their depth): the data store's
+        unless CELERY_BROKER_URL names another Redis; None for a broker that is not a plain
+        Redis URL (e.g. Sentinel), whose depth devcmd does not read."""
+        url = self.config.celery_broker_url
+        if not url or url == self.config.redis_url:
+            return self.redis
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return None
+        return Redis.from_url(url, decode_responses=True, health_check_interval=10)
 
     @cached_property
     def scripts(self) -> Scripts:

@@ -37,6 +37,7 @@ LOGIN = "/iocm/app/sec/v1.1.0/login"
 REGISTER = "/iocm/app/reg/v1.1.0/deviceCredentials"
 DEVICE_API = "/southbound/v1/devices/{device_id}/commands"
 NODE_ID_TAKEN = "100416"
+THROTTLED = "1010009"  # flow control: wait Retry-After seconds
 TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
 METRICS = ("fetched", "acked", "succeeded", "failed", "rejected", "errors")
 DRAIN_GRACE = 10.0  # seconds to finish fetched commands after a stop, beyond ack_delay
@@ -137,9 +138,7 @@ def register_devices(settings: Settings) -> list[Device]:
 def _register(settings: Settings, token: str, node_id: str, saved: dict | None) -> Device:
     headers = {"app_key": settings.app_id, "Authorization": f"Bearer {token}"}
     try:
-        response = _session().post(
-            settings.base_url + REGISTER, json={"nodeId": node_id}, headers=headers, timeout=TIMEOUT
-        )
+        response = _post_paced(settings.base_url + REGISTER, {"nodeId": node_id}, headers)
     except requests.RequestException as exc:
         raise SimulationError(f"registering {node_id}: {exc}") from exc
     if response.status_code == 200:
@@ -155,6 +154,17 @@ def _register(settings: Settings, token: str, node_id: str, saved: dict | None) 
             "delete that device or choose another --node-prefix"
         )
     raise SimulationError(f"registering {node_id}: {response.status_code} {response.text}")
+
+
+def _post_paced(url: str, body: dict, headers: dict[str, str]) -> requests.Response:
+    """POST, waiting out the application's flow control (403 `1010009`) as often as it says:
+    registering more devices than the limit allows a minute just takes longer (`devcmd apps
+    set-limit` raises it)."""
+    while True:
+        response = _session().post(url, json=body, headers=headers, timeout=TIMEOUT)
+        if response.status_code != 403 or _error_code(response) != THROTTLED:
+            return response
+        time.sleep(max(1, int(response.headers.get("Retry-After", "1"))))
 
 
 def _error_code(response: requests.Response) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from devcmd import clock
 
@@ -74,9 +75,23 @@ class PageAnswer(BaseSchema):
     totalSize = fields.Integer(required=True, validate=validate.Range(min=0))
 
 
+def require_json() -> None:
+    """Refuse a body declared as anything but JSON (`application/json`, `application/*+json`)
+    with 415; a body without a Content-Type is read as JSON."""
+    if request.mimetype and not request.is_json:
+        raise UnsupportedMediaType(
+            f"Content-Type {request.mimetype} is not accepted here: send application/json."
+        )
+
+
 def json_body(schema: Schema) -> dict:
-    """Parse the request's JSON object with `schema`; raises ValidationError naming the field."""
-    data = request.get_json(silent=True, force=True)
+    """Parse the request's JSON object with `schema`. Raises UnsupportedMediaType (415) for
+    another content type and ValidationError naming the field for anything else."""
+    require_json()
+    try:
+        data = request.get_json(force=True)
+    except BadRequest as exc:
+        raise ValidationError("is not valid JSON", field_name="body") from exc
     if not isinstance(data, dict):
         raise ValidationError("must be a JSON object", field_name="body")
     return schema.load(data)

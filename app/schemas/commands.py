@@ -1,6 +1,7 @@
 """Command bodies, query parameters and the DeviceCommandResp answer."""
 
 import orjson
+from flask import current_app
 from marshmallow import ValidationError, fields, validate
 
 from app.schemas import BaseSchema, HuaweiTime, PageAnswer, PageQuery, StrictInteger, identifier
@@ -20,12 +21,30 @@ STATUSES = [
 ]
 
 
+def depth(value) -> int:
+    """How deeply objects and arrays nest in `value` (`{}` is 1, `{"a": [1]}` is 2)."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, at = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, at)
+            children = item.values() if isinstance(item, dict) else item
+            level.extend((child, at + 1) for child in children)
+    return deepest
+
+
 def storable(paras: dict | None) -> None:
-    """paras is stored and answered as JSON with 64-bit integers (as OceanConnect's Long)."""
+    """paras (EnOS inputData) is stored and answered as JSON with 64-bit integers (as
+    OceanConnect's Long), at most MAX_PARAS_DEPTH deep and MAX_PARAS_BYTES long as JSON."""
+    config = current_app.extensions["devcmd"].config
+    if depth(paras) > config.max_paras_depth:
+        raise ValidationError(f"nests deeper than {config.max_paras_depth} levels")
     try:
-        orjson.dumps(paras)
+        size = len(orjson.dumps(paras))
     except TypeError as exc:
         raise ValidationError("integers must fit in 64 bits") from exc
+    if size > config.max_paras_bytes:
+        raise ValidationError(f"is {size} bytes as JSON, more than {config.max_paras_bytes}")
 
 
 class CommandDTO(BaseSchema):

@@ -88,6 +88,16 @@ def delete_application(svc: Services, app_id: str, force: bool = False) -> dict:
     return {"appId": app_id, "deletedDevices": len(device_ids), "revokedTokens": revoked}
 
 
+def set_rate_limit(svc: Services, app_id: str, per_minute: int | None) -> dict:
+    """Give the application its own northbound calls per minute (None: back to the default,
+    RATE_LIMIT_PER_MINUTE). Every web process reads it on the next call. Raises AppNotFound."""
+    if not svc.apps.get(app_id):
+        raise errors.AppNotFound()
+    svc.apps.set_rate_limit(app_id, per_minute)
+    effective = per_minute or svc.config.rate_limit_per_minute
+    return {"appId": app_id, "perMinute": effective, "default": per_minute is None}
+
+
 def webhook_secrets(app: dict[str, str]) -> list[str]:
     """The secrets that sign an application's callbacks now: current first, then one in grace."""
     secrets_ = [app["webhookSecret"]]

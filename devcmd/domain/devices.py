@@ -7,7 +7,7 @@ import secrets
 
 from devcmd import errors
 from devcmd.clock import now_ms
-from devcmd.domain import ids
+from devcmd.domain import ids, revocations
 from devcmd.services import Services
 
 DEFAULT_REGISTRATION_TIMEOUT = 180
@@ -108,9 +108,10 @@ def delete(svc: Services, app_id: str, device_id: str) -> None:
     """Delete a device at once; its undelivered commands are cancelled by a background sweep.
 
     The same fence as a revocation task stops delivery in the same atomic step.
-    Raises DeviceNotFound.
+    Raises DeviceNotFound, or Congested (nothing written) as a revocation task would.
     """
     device = get(svc, app_id, device_id)
+    revocations.admit(svc)
     task_id = ids.new_id()
     svc.revocations.open(app_id, device_id, task_id, now_ms(), cap=0, internal=True)
     svc.devices.unindex(app_id, device_id, device)

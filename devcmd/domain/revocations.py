@@ -5,22 +5,43 @@ from __future__ import annotations
 import time
 
 from devcmd import errors
+from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS, queue_depths
 from devcmd.clock import now_ms
 from devcmd.domain import ids
 from devcmd.services import Services
 from devcmd.store.revocations import Batch
 
 STATUS_ALIASES = {"WAITTING": "WAITING"}
+CONGESTION_RETRY_AFTER = 5  # seconds a refused caller is asked to wait
+
+
+def admit(svc: Services) -> None:
+    """Refuse new revocation work while a queue it feeds is over its limit: a sweep goes on the
+    revocations queue and its callbacks on the callbacks queue. Reads only (one round trip), so
+    a refused call has written nothing. Raises Congested."""
+    redis = svc.broker_redis
+    if redis is None:
+        return
+    depths = queue_depths(redis)
+    limits = {
+        QUEUE_REVOCATIONS: svc.config.revocation_queue_limit,
+        QUEUE_CALLBACKS: svc.config.callback_queue_limit,
+    }
+    for queue, limit in limits.items():
+        if depths[queue] > limit:
+            raise errors.Congested(queue, depths[queue], limit, CONGESTION_RETRY_AFTER)
 
 
 def open_task(svc: Services, app_id: str, device_id: str) -> dict:
     """Open a task for every PENDING command of the device and enqueue its sweep.
 
     Costs the same whatever the backlog: the scope is a sequence range fixed by one Lua step,
-    which also fences it off from delivery. Raises DeviceNotFound.
+    which also fences it off from delivery. Raises DeviceNotFound, or Congested (nothing
+    written) while the revocations or callbacks queue is over its limit.
     """
     if not ids.is_valid(device_id):
         raise errors.DeviceNotFound()
+    admit(svc)
     task_id = ids.new_id()
     cap = svc.config.task_inline_commands
     opened = svc.revocations.open(app_id, device_id, task_id, now_ms(), cap)
@@ -39,8 +60,10 @@ def revoke_now(svc: Services, app_id: str, device_id: str, limit: int) -> list[d
     names the commands it cancelled. The task is not listed among the application's tasks; if
     this process dies midway, beat resumes it like any stalled task. Commands already in an
     earlier task's scope belong to that task and are not returned. Raises DeviceNotFound, or
-    ScopeTooLarge (nothing changed) when the scope holds more than `limit` commands.
+    ScopeTooLarge (nothing changed) when the scope holds more than `limit` commands, or
+    Congested (nothing changed): the sweep runs here, but its callbacks queue up like a task's.
     """
+    admit(svc)
     task_id = ids.new_id()
     svc.revocations.open(app_id, device_id, task_id, now_ms(), 0, listed=False, limit=limit)
     svc.outbox.mark_dirty(app_id, device_id)  # before the batches, as `sweep` does

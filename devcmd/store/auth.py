@@ -10,6 +10,8 @@ from devcmd.clock import now_ms
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
+RATE_LIMIT_FIELD = "rateLimitPerMinute"
+
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -54,6 +56,18 @@ class AppStore:
 
     def update(self, app_id: str, fields: dict[str, str]) -> None:
         self.redis.hset(keys.app(app_id), mapping=fields)
+
+    def rate_limit(self, app_id: str) -> int | None:
+        """The application's own calls per minute, if set (`devcmd apps set-limit`)."""
+        value = self.redis.hget(keys.app(app_id), RATE_LIMIT_FIELD)
+        return int(value) if value else None
+
+    def set_rate_limit(self, app_id: str, per_minute: int | None) -> None:
+        """Set (or with None, clear) the application's own calls per minute."""
+        if per_minute is None:
+            self.redis.hdel(keys.app(app_id), RATE_LIMIT_FIELD)
+        else:
+            self.redis.hset(keys.app(app_id), RATE_LIMIT_FIELD, per_minute)
 
     def all_ids(self) -> list[str]:
         return sorted(self.redis.smembers(keys.apps()))

@@ -1,0 +1,114 @@
+"""Flow control with flask-limiter, its counters in the data store's Redis so every gunicorn
+worker on every machine shares them:
+
+- `northbound`: an application's authenticated API calls per minute (both dialects together),
+  counted against the caller (`app_key`), also when it acts for another application;
+  `RATE_LIMIT_PER_MINUTE`, or the application's own limit (`devcmd apps set-limit`), read from
+  Redis on every call so a change takes effect at once on every process;
+- `login`: failed logins and token refreshes per client address and appId
+  (`LOGIN_FAILURES_PER_MINUTE`), to slow secret guessing without throttling good logins.
+
+Over a limit flask-limiter raises RateLimitExceeded, which `app.errors` renders (403 1010009).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import wraps
+
+from flask import Flask, current_app, g, request
+from flask.wrappers import Response
+from flask_limiter import Limiter, RouteLimit
+
+from devcmd.services import Services
+
+EXTENSION = "devcmd.flow"
+STORAGE_PREFIX = "dc:limits"
+
+
+def caller() -> str:
+    """The application whose credentials made the call (set by `app.context.acting_for`)."""
+    return g.caller_id
+
+
+def login_key() -> str:
+    """Client address and the appId it tries; behind a proxy, the address is the proxy's unless
+    the proxy's forwarded-for header is trusted (gunicorn `forwarded_allow_ips`)."""
+    data = request.form or request.get_json(silent=True, force=True) or {}
+    app_id = data.get("appId") if isinstance(data, Mapping) else None
+    return f"{request.remote_addr}|{app_id if isinstance(app_id, str) else ''}"
+
+
+def failed(response: Response) -> bool:
+    """A login or refresh that did not yield tokens counts against the login limit."""
+    return response.status_code >= 400
+
+
+class FlowControl:
+    """One per Flask app: the Limiter and the two limits devcmd applies."""
+
+    def __init__(self, app: Flask, svc: Services) -> None:
+        self.svc = svc
+        # Registered before the Limiter's own hook, so it runs after it (Flask runs them reversed).
+        app.after_request(self.retry_after_on_refusals_only)
+        self.limiter = Limiter(
+            caller,
+            app=app,
+            storage_uri="redis://",
+            storage_options={
+                "connection_pool": svc.redis.connection_pool,
+                "key_prefix": STORAGE_PREFIX,
+            },
+            strategy="sliding-window-counter",
+            headers_enabled=True,
+            retry_after="delta-seconds",
+        )
+        self.limits: dict[str, RouteLimit] = {
+            "northbound": self.limiter.shared_limit(self.northbound_limit, scope="northbound"),
+            "login": self.limiter.shared_limit(
+                self.login_limit, scope="login", key_func=login_key, deduct_when=failed
+            ),
+        }
+        self._limited: dict[tuple[str, Callable], Callable] = {}
+
+    def northbound_limit(self) -> str:
+        """The caller's calls per minute: its own limit if set, else RATE_LIMIT_PER_MINUTE."""
+        per_minute = self.svc.apps.rate_limit(caller()) or self.svc.config.rate_limit_per_minute
+        return f"{per_minute}/minute"
+
+    def login_limit(self) -> str:
+        return f"{self.svc.config.login_failures_per_minute}/minute"
+
+    def retry_after_on_refusals_only(self, response: Response) -> Response:
+        """flask-limiter writes Retry-After on every answer, and overrides a refusal's own (503
+        congestion, `g.retry_after`) with its window: keep it where it means something."""
+        current = self.limiter.current_limit
+        if g.get("retry_after") is not None:
+            response.headers["Retry-After"] = str(g.retry_after)
+        elif not (current and current.breached):
+            response.headers.pop("Retry-After", None)
+        return response
+
+    def call(self, kind: str, view: Callable, *args, **kwargs):
+        """Run `view` under the limit `kind`; raises RateLimitExceeded over it."""
+        limited = self._limited.get((kind, view))
+        if limited is None:
+            limited = self._limited.setdefault((kind, view), self.limits[kind](view))
+        return limited(*args, **kwargs)
+
+
+def flow() -> FlowControl:
+    return current_app.extensions[EXTENSION]
+
+
+def limited(kind: str):
+    """Count calls of the decorated view against the limit `kind` (`login`)."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            return flow().call(kind, view, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
