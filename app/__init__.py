@@ -11,7 +11,18 @@ from devcmd.services import Services
 
 def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
     """Build the app; tests pass a config or ready services instead of patching the environment."""
-    from app import auth, commands, devices, enos, errors, health, revocations, southbound
+    from app import (
+        auth,
+        commands,
+        devices,
+        enos,
+        errors,
+        health,
+        metrics,
+        observe,
+        revocations,
+        southbound,
+    )
 
     config = config or (services.config if services else Config.from_env())
     app = Flask(__name__)
@@ -19,6 +30,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.json = OrjsonProvider(app)
     app.extensions["devcmd"] = services or Services.from_config(config)
     errors.register(app)
-    for module in (auth, devices, commands, revocations, enos, southbound, health):
+    observe.register(app)
+    for module in (auth, devices, commands, revocations, enos, southbound, health, metrics):
         app.register_blueprint(module.bp)
     return app

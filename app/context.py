@@ -3,11 +3,11 @@ the request's id."""
 
 from __future__ import annotations
 
-import uuid
 from functools import wraps
 
 from flask import current_app, g, request
 
+from devcmd import logs
 from devcmd.domain import auth
 from devcmd.services import Services
 
@@ -22,9 +22,10 @@ def app_id() -> str:
 
 
 def request_id() -> str:
-    """A fresh id for this request (EnOS answers carry it as `requestId`)."""
+    """This request's id: the caller's `X-Request-Id` if acceptable, else a fresh one (set by
+    app.observe; EnOS answers carry it as `requestId`, every answer as `X-Request-Id`)."""
     if "request_id" not in g:
-        g.request_id = uuid.uuid4().hex
+        g.request_id = logs.accept_request_id(None)
     return g.request_id
 
 
@@ -41,6 +42,7 @@ def acting_for(parameter: str):
                 request.headers.get("Authorization"),
                 request.args.get(parameter),
             )
+            logs.bind(app_id=g.app_id)
             return view(*args, **kwargs)
 
         return wrapper

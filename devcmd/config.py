@@ -41,6 +41,12 @@ class Config:
     timer_batch: int = 1000
     enos_cancel_limit: int = 10_000
     enos_invoke_wait: float = 10.0
+    revocation_queue_limit: int = 10_000
+    callback_queue_limit: int = 10_000
+    log_format: str = "json"
+    log_level: str = "INFO"
+    prometheus_multiproc_dir: str | None = None
+    worker_metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
