@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
 
 FIELDS = ("request_id", "celery_task_id", "task_name", "app_id", "device_id", "task_id")
 MAX_REQUEST_ID = 128
@@ -69,27 +70,29 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def formatter(log_format: str = "json") -> logging.Formatter:
+    """devcmd's line format: one JSON object per line, or text with the context appended."""
+    if log_format == "json":
+        return JsonFormatter(
+            JSON_FIELDS,
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            reserved_attrs=[*RESERVED_ATTRS, "context"],
+        )
+    if log_format == "text":
+        return logging.Formatter(TEXT_FORMAT)
+    raise ValueError(f"LOG_FORMAT must be json or text, not {log_format!r}")
+
+
 def dict_config(log_format: str = "json", level: str = "INFO") -> dict:
     """A `logging.config.dictConfig` document: the root logger writes to stderr through the
     context filter. gunicorn takes it as `logconfig_dict`; its access log is left to the app,
     which logs each request with its route and request id."""
-    if log_format not in {"json", "text"}:
-        raise ValueError(f"LOG_FORMAT must be json or text, not {log_format!r}")
-    formatter = (
-        {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": JSON_FIELDS,
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-            "reserved_attrs": [*RESERVED_ATTRS, "context"],
-        }
-        if log_format == "json"
-        else {"format": TEXT_FORMAT}
-    )
+    formatter(log_format)  # refuse an unknown format here, not in the middle of dictConfig
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"context": {"()": ContextFilter}},
-        "formatters": {"devcmd": formatter},
+        "formatters": {"devcmd": {"()": formatter, "log_format": log_format}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",

@@ -67,19 +67,19 @@ class Running:
         except psutil.NoSuchProcess:
             return []
 
-    def wait_healthy(self, port: int) -> None:
-        """Poll /healthz until 200 (a worker heartbeat included); fail early if the run dies."""
+    def wait_ready(self, port: int) -> None:
+        """Poll /readyz until 200 (a worker heartbeat included); fail early if the run dies."""
         deadline = time.monotonic() + HEALTHY_WITHIN
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.output}"
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                response = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
                 if response.status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.5)
-        pytest.fail(f"/healthz not 200 within {HEALTHY_WITHIN} s:\n{self.output}")
+        pytest.fail(f"/readyz not 200 within {HEALTHY_WITHIN} s:\n{self.output}")
 
     def interrupt(self) -> int:
         """Ctrl-C: SIGINT to the whole process group; returns the exit code."""
@@ -179,7 +179,7 @@ def devcmd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -> None:
     port = int(env["PORT"])
     with running([str(BIN / "devcmd"), "run"], env) as (run, seen):
-        run.wait_healthy(port)
+        run.wait_ready(port)
         seen.extend(run.descendants())
         lines = command_lines(seen)
         for part in ("gunicorn", "workers worker", "workers beat", "redis-server"):
@@ -207,7 +207,7 @@ def test_procfile_runs_under_honcho(env, redis_url) -> None:
     env["REDIS_URL"] = redis_url
     argv = [str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "start", "-p", str(port)]
     with running(argv, env) as (run, seen):
-        run.wait_healthy(port)
+        run.wait_ready(port)
         seen.extend(run.descendants())
         assert run.interrupt() == 130, run.output
         assert wait_gone(seen) == [], run.output
