@@ -19,10 +19,16 @@ def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
     checks = {
         "redis": _guarded(lambda: _ping(svc.redis)),
         "broker": _guarded(lambda: _ping(svc.broker_redis)),
-        "workers": _guarded(lambda: _workers(svc)),
-        "queues": _guarded(lambda: _queues(svc)),
     }
+    # A check that needs a server found down is not tried (each try would wait out the
+    # client's connection retries again).
+    checks["workers"] = _after(checks["redis"], "redis", lambda: _workers(svc))
+    checks["queues"] = _after(checks["broker"], "broker", lambda: _queues(svc))
     return all(check["ok"] for check in checks.values()), checks
+
+
+def _after(needed: dict, name: str, check: Callable[[], dict]) -> dict:
+    return _guarded(check) if needed["ok"] else {"ok": False, "error": f"{name} is down"}
 
 
 def _guarded(check: Callable[[], dict]) -> dict:
