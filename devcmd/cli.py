@@ -191,6 +191,10 @@ def run(ctx: click.Context) -> None:
 
     Without REDIS_URL an embedded Redis keeps its data in $DEVCMD_HOME/redis. If any process
     exits, the others are stopped too, and the embedded Redis last.
+
+    Logs are text unless LOG_FORMAT=json. Every process writes its metrics to one fresh
+    directory (PROMETHEUS_MULTIPROC_DIR, removed at the end unless the environment names one),
+    so http://$HOST:$PORT/metrics counts web and workers together.
     """
     config: Config = ctx.obj
     home = config.home.resolve()

@@ -181,6 +181,16 @@ def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -
     with running([str(BIN / "devcmd"), "run"], env) as (run, seen):
         run.wait_ready(port)
         seen.extend(run.descendants())
+        metrics_dirs = list(home.glob("metrics-*"))
+        assert len(metrics_dirs) == 1, run.output
+        # Web and workers share the directory: both Celery workers have their files there.
+        pids = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dirs[0].glob("*.db")}
+        workers = [p for p in seen if "workers worker" in " ".join(p.cmdline())]
+        worker_pids = {p.pid for p in workers if p.children()}  # not their pool children
+        assert len(worker_pids) == 2
+        assert worker_pids <= pids
+        scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert "devcmd_workers_alive 2.0" in scrape.text
         lines = command_lines(seen)
         for part in ("gunicorn", "workers worker", "workers beat", "redis-server"):
             assert any(part in line for line in lines), (part, lines)
@@ -199,6 +209,7 @@ def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -
     assert "Received SIGTERM" in redis_log
     assert "Received SIGINT" not in redis_log
     assert redis_servers_on(int(env["EMBEDDED_REDIS_PORT"])) == []
+    assert not metrics_dirs[0].exists()  # removed with the run
 
 
 def test_procfile_runs_under_honcho(env, redis_url) -> None:
