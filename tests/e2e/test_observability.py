@@ -1,6 +1,6 @@
 """Request ids and metrics across real processes: a request's `X-Request-Id` reaches the
-worker's JSON log lines for the sweep it triggered, and gunicorn's two workers are counted
-together in one scrape."""
+worker's JSON log lines for the sweep it triggered, gunicorn's two workers are counted together
+in one scrape, and a worker with WORKER_METRICS_PORT serves its own."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from devcmd.embedded import free_port
 from tests.e2e.oceanconnect import OceanConnect
+from tests.e2e.processes import PROCESSES, child_env, start_worker
 from tests.e2e.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -112,3 +114,39 @@ def healthz_count(exposition: str) -> float:
                 if sample.name.endswith("_total") and sample.labels["route"] == "/healthz"
             )
     return 0.0
+
+
+def test_a_worker_with_a_metrics_port_serves_its_directory(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> None:
+    """A worker machine without a web process (docker-compose's worker containers)."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    port = free_port()
+    env = child_env(
+        redis_url, tmp_path / "home", prometheus_multiproc_dir=metrics_dir, worker_metrics_port=port
+    )
+    worker = start_worker(env, tmp_path)
+    request.node.stash[PROCESSES] = [worker]
+    try:
+        families = scrape_when_up(f"http://127.0.0.1:{port}/metrics", worker)
+    finally:
+        worker.stop()
+    assert "devcmd_commands_revoked" in families
+    assert "devcmd_sweep_duration_seconds" in families
+    # Only this machine's processes: the Redis-wide gauges come from the web's /metrics.
+    assert "devcmd_queue_depth" not in families
+
+
+def scrape_when_up(url: str, process, timeout: float = 30.0) -> set[str]:
+    """The metric family names at `url`, once it answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.alive(), process.tail()
+        try:
+            text = requests.get(url, timeout=1).text
+        except requests.RequestException:
+            assert time.monotonic() < deadline, process.tail()
+            time.sleep(0.2)
+            continue
+        return {family.name for family in text_string_to_metric_families(text)}
