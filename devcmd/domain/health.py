@@ -16,10 +16,11 @@ def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
     """Redis and the broker answer, a worker has beaten within WORKER_HEARTBEAT_TTL, and every
     queue is under its limit. Returns (all passed, {check: {"ok": ..., detail}}); never raises
     for an unreachable server, which is a failed check."""
-    checks = {
-        "redis": _guarded(lambda: _ping(svc.redis)),
-        "broker": _guarded(lambda: _ping(svc.broker_redis)),
-    }
+    checks = {"redis": _guarded(lambda: _ping(svc.redis))}
+    if svc.broker_redis is svc.redis:
+        checks["broker"] = {**checks["redis"], "sameAsRedis": True}
+    else:
+        checks["broker"] = _guarded(lambda: _ping(svc.broker_redis))
     # A check that needs a server found down is not tried (each try would wait out the
     # client's connection retries again).
     checks["workers"] = _after(checks["redis"], "redis", lambda: _workers(svc))

@@ -58,6 +58,7 @@ def test_ready_with_a_live_worker_and_short_queues(client, svc, worker_alive) ->
     }
     assert checks["redis"]["ok"]
     assert checks["broker"]["ok"]
+    assert checks["broker"]["sameAsRedis"] is True  # one server: pinged once
 
 
 def test_not_ready_without_a_recent_heartbeat(client, svc) -> None:
@@ -85,6 +86,7 @@ def test_a_separate_broker_that_is_down_fails_only_broker_and_queues(svc, worker
     assert ready.status_code == 503
     oks = {name: check["ok"] for name, check in ready.json["checks"].items()}
     assert oks == {"redis": True, "broker": False, "workers": True, "queues": False}
+    assert ready.json["checks"]["queues"]["error"] == "broker is down"
 
 
 def test_separate_broker_url_gets_its_own_client() -> None:
