@@ -19,6 +19,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
         enos,
         errors,
         health,
+        metrics,
+        observe,
         openapi,
         revocations,
         southbound,
@@ -31,6 +33,17 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     svc = app.extensions["devcmd"] = services or Services.from_config(config)
     app.extensions[EXTENSION] = FlowControl(app, svc)
     errors.register(app)
-    for module in (auth, devices, commands, revocations, enos, southbound, health, openapi):
+    observe.register(app)
+    for module in (
+        auth,
+        devices,
+        commands,
+        revocations,
+        enos,
+        southbound,
+        health,
+        metrics,
+        openapi,
+    ):
         app.register_blueprint(module.bp)
     return app

@@ -3,12 +3,12 @@ the request's id."""
 
 from __future__ import annotations
 
-import uuid
 from functools import wraps
 
 from flask import current_app, g, request
 
 from app.flow import flow
+from devcmd import logs
 from devcmd.domain import auth
 from devcmd.services import Services
 
@@ -23,9 +23,10 @@ def app_id() -> str:
 
 
 def request_id() -> str:
-    """A fresh id for this request (EnOS answers carry it as `requestId`)."""
+    """This request's id: the caller's `X-Request-Id` if acceptable, else a fresh one (set by
+    app.observe; EnOS answers carry it as `requestId`, every answer as `X-Request-Id`)."""
     if "request_id" not in g:
-        g.request_id = uuid.uuid4().hex
+        g.request_id = logs.accept_request_id(None)
     return g.request_id
 
 
@@ -43,6 +44,7 @@ def acting_for(parameter: str):
                 request.headers.get("Authorization"),
                 request.args.get(parameter),
             )
+            logs.bind(app_id=g.app_id)
             g.caller_id = request.headers["app_key"]
             return flow().call("northbound", view, *args, **kwargs)
 

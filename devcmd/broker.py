@@ -7,9 +7,11 @@ The web process builds a Celery app with no tasks and only sends by name, so `ap
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from redis import Redis
 
+from devcmd import logs
 from devcmd.config import Config
 
 SWEEP = "devcmd.revocations.sweep"
@@ -22,27 +24,14 @@ RETRY = "devcmd.notifications.retry_due"
 
 QUEUE_REVOCATIONS = "revocations"
 QUEUE_CALLBACKS = "callbacks"
+QUEUES = (QUEUE_REVOCATIONS, QUEUE_CALLBACKS)
+REQUEST_ID_HEADER = "devcmd_request_id"
 
 
 def queue_lists(queue: str) -> list[str]:
     """The Redis lists kombu keeps a queue in: the queue's name, and one list per priority step
     (`name\\x06\\x163`, ...) that fills only if messages are sent with a priority."""
     return [queue] + [f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
-
-
-def queue_depths(redis: Redis) -> dict[str, int]:
-    """Messages waiting in each devcmd queue of the broker Redis `redis` (one round trip).
-
-    Counts what workers have not taken yet; messages a worker holds (reserved, or waiting for
-    their countdown) are not in the lists.
-    """
-    queues = (QUEUE_REVOCATIONS, QUEUE_CALLBACKS)
-    pipe = redis.pipeline(transaction=False)
-    for queue in queues:
-        for name in queue_lists(queue):
-            pipe.llen(name)
-    sizes = iter(pipe.execute())
-    return {queue: sum(next(sizes) for _ in queue_lists(queue)) for queue in queues}
 
 
 def make_celery(config: Config) -> Celery:
@@ -85,6 +74,38 @@ def make_celery(config: Config) -> Celery:
         },
     )
     return celery
+
+
+def queue_limits(config: Config) -> dict[str, int]:
+    """The most messages each queue may hold before /readyz (and backpressure) object."""
+    return {
+        QUEUE_REVOCATIONS: config.revocation_queue_limit,
+        QUEUE_CALLBACKS: config.callback_queue_limit,
+    }
+
+
+def queue_depths(client: Redis, queues: tuple[str, ...] = QUEUES) -> dict[str, int]:
+    """Messages waiting in each queue, in one round trip to the broker's Redis.
+
+    kombu keeps a queue as Redis lists: the queue's name, and one list per priority step above
+    0 (`<queue>\\x06\\x163`, ...). Messages a worker has taken but not acked (including
+    countdowns it holds) are not counted. Raises redis.RedisError when the broker is unreachable.
+    """
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        for key in queue_lists(queue):
+            pipe.llen(key)
+    lengths = iter(pipe.execute())
+    return {queue: sum(next(lengths) for _ in queue_lists(queue)) for queue in queues}
+
+
+@before_task_publish.connect(dispatch_uid="devcmd-request-id")
+def _carry_request_id(headers: dict | None = None, **_: object) -> None:
+    """Put the request id of the request (or task) that enqueues a task in its headers, so the
+    worker's log lines for it carry the same id."""
+    request_id = logs.context().get("request_id")
+    if request_id and headers is not None:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
 
 
 class Broker:

@@ -10,8 +10,10 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,10 +143,16 @@ def process_commands(config: Config) -> dict[str, list[str]]:
     }
 
 
-def build_manager(config: Config) -> honcho.manager.Manager:
-    """A honcho Manager running every process with REDIS_URL exported to it."""
+def build_manager(config: Config, metrics_dir: Path | None = None) -> honcho.manager.Manager:
+    """A honcho Manager running every process with REDIS_URL (and PROMETHEUS_MULTIPROC_DIR,
+    when given) exported to it."""
     honcho.manager.KILL_WAIT = KILL_WAIT
     env = {**os.environ, "REDIS_URL": config.redis_url or ""}
+    if metrics_dir:
+        # One directory for web and workers: the web's /metrics also counts the workers' work.
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Interleaved output in a terminal reads better as text; LOG_FORMAT=json to see production's.
+    env.setdefault("LOG_FORMAT", "text")
     # A local stack's receivers live on this machine: private and loopback callbackUrls are
     # allowed unless the caller says otherwise (production keeps the default, false).
     env.setdefault("CALLBACK_ALLOW_PRIVATE", "true")
@@ -185,18 +193,36 @@ def run(ctx: click.Context) -> None:
 
     Without REDIS_URL an embedded Redis keeps its data in $DEVCMD_HOME/redis. If any process
     exits, the others are stopped too, and the embedded Redis last.
+
+    Logs are text unless LOG_FORMAT=json. Every process writes its metrics to one fresh
+    directory (PROMETHEUS_MULTIPROC_DIR, removed at the end unless the environment names one),
+    so http://$HOST:$PORT/metrics counts web and workers together.
     """
     config: Config = ctx.obj
     home = config.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    with redis_url(config) as url:
-        manager = build_manager(config.with_(redis_url=url, home=home))
+    with redis_url(config) as url, metrics_directory(config, home) as metrics_dir:
+        manager = build_manager(config.with_(redis_url=url, home=home), metrics_dir)
         click.echo(
             f"devcmd: serving http://{config.host}:{config.port} (Redis {_safe(url)}); "
             "create an application with `devcmd apps create`"
         )
         manager.loop()
     ctx.exit(manager.returncode or 0)
+
+
+@contextmanager
+def metrics_directory(config: Config, home: Path) -> Iterator[Path | None]:
+    """A fresh, empty PROMETHEUS_MULTIPROC_DIR under `home` for one run, removed afterwards;
+    None when the environment names one already (it is then used as it is)."""
+    if config.prometheus_multiproc_dir:
+        yield None
+        return
+    path = Path(tempfile.mkdtemp(prefix="metrics-", dir=home))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _safe(url: str) -> str:

@@ -48,6 +48,10 @@ class Config:
     max_content_length: int = 1024 * 1024
     max_paras_bytes: int = 64 * 1024
     max_paras_depth: int = 16
+    log_format: str = "json"
+    log_level: str = "INFO"
+    prometheus_multiproc_dir: str | None = None
+    worker_metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

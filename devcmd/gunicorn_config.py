@@ -2,11 +2,18 @@
 
 Use: `gunicorn -c python:devcmd.gunicorn_config 'app:create_app()'` (devcmd run, Procfile,
 docker-compose and the Dockerfile all do). Bind address and worker count come from HOST, PORT and
-WEB_WORKERS through `devcmd.config`.
+WEB_WORKERS through `devcmd.config`; log lines from LOG_FORMAT and LOG_LEVEL.
+
+Metrics: every worker writes to PROMETHEUS_MULTIPROC_DIR, so `/metrics` counts all of them
+whichever answers. When it is unset, the master makes a fresh directory before forking its
+workers (and removes it on exit).
 """
 
 import os
+import shutil
+import tempfile
 
+from devcmd import logs
 from devcmd.config import Config
 
 _config = Config.from_env()
@@ -32,5 +39,31 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 # Requests are small JSON documents: refuse oversized request lines and headers early.
 limit_request_line = 8190
 limit_request_fields = 100
-accesslog = "-"
-errorlog = "-"
+# The app logs each request itself (route, status, duration, request id); gunicorn's own lines
+# go through the same handler.
+logconfig_dict = logs.dict_config(_config.log_format, _config.log_level)
+
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+_made_dir: list[str] = []
+
+
+def on_starting(server) -> None:
+    """Give the workers a metrics directory before the first fork."""
+    if not os.environ.get(_METRICS_DIR):
+        _made_dir.append(tempfile.mkdtemp(prefix="devcmd-metrics-"))
+        os.environ[_METRICS_DIR] = _made_dir[0]
+    os.makedirs(os.environ[_METRICS_DIR], exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    """A dead worker's live gauges leave the scrape; its counters keep counting."""
+    # Imported here, after on_starting: a module the master imports before the directory is in
+    # the environment would hand its forked workers single-process metrics.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    for path in _made_dir:
+        shutil.rmtree(path, ignore_errors=True)

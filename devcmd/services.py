@@ -12,6 +12,7 @@ from devcmd.config import Config
 from devcmd.store.auth import AppStore, TokenStore
 from devcmd.store.commands import CommandStore
 from devcmd.store.devices import DeviceStore
+from devcmd.store.health import HealthStore
 from devcmd.store.notifications import NotificationStore, OutboxStore
 from devcmd.store.revocations import RevocationStore
 from devcmd.store.scripts import Scripts
@@ -50,7 +51,8 @@ class Services:
             return self.redis
         if not url.startswith(("redis://", "rediss://", "unix://")):
             return None
-        return Redis.from_url(url, decode_responses=True, health_check_interval=10)
+        # Short timeouts: readiness and backpressure read it, and must answer when it is down.
+        return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
     @cached_property
     def scripts(self) -> Scripts:
@@ -67,6 +69,10 @@ class Services:
     @cached_property
     def devices(self) -> DeviceStore:
         return DeviceStore(self.redis, self.scripts)
+
+    @cached_property
+    def health(self) -> HealthStore:
+        return HealthStore(self.redis)
 
     @cached_property
     def commands(self) -> CommandStore:

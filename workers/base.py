@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+
 import redis
 from celery import Celery, Task
 
-from devcmd.broker import Broker
+from devcmd import logs
+from devcmd.broker import REQUEST_ID_HEADER, Broker
 from devcmd.config import Config
 from devcmd.services import Services
 
 _services: Services | None = None
+LOGGED_ARGUMENTS = ("app_id", "device_id", "task_id")  # task_id: a revocation task's id
 
 
 def services(celery: Celery) -> Services:
@@ -21,7 +25,9 @@ def services(celery: Celery) -> Services:
 
 
 class DevcmdTask(Task):
-    """Retries on Redis connection trouble; everything else is the task's own decision."""
+    """Runs with a logging context (the request id the task was sent with, its Celery task id
+    and name, and its app_id, device_id and task_id arguments); retries on Redis connection
+    trouble; everything else is the task's own decision."""
 
     autoretry_for = (redis.ConnectionError, redis.TimeoutError)
     retry_backoff = 1
@@ -32,3 +38,19 @@ class DevcmdTask(Task):
     @property
     def svc(self) -> Services:
         return services(self.app)
+
+    def __call__(self, *args, **kwargs):
+        with logs.bound(
+            request_id=self.request.get(REQUEST_ID_HEADER),
+            celery_task_id=self.request.id,
+            task_name=self.name,
+            **self._logged_arguments(args, kwargs),
+        ):
+            return super().__call__(*args, **kwargs)
+
+    def _logged_arguments(self, args: tuple, kwargs: dict) -> dict[str, str]:
+        try:
+            bound = inspect.signature(self.run).bind_partial(*args, **kwargs).arguments
+        except TypeError:  # Celery reports the wrong arguments itself
+            return {}
+        return {name: str(bound[name]) for name in LOGGED_ARGUMENTS if name in bound}

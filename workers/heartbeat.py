@@ -1,4 +1,4 @@
-"""Workers announce themselves in Redis every few seconds, so `/healthz` can count them."""
+"""Workers announce themselves in Redis every few seconds, so `/readyz` can count them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from celery.utils.log import get_logger
 from redis import RedisError
 
 from devcmd.clock import now_ms
-from devcmd.store import keys
 from workers import app
 from workers.base import services
 
@@ -23,11 +22,11 @@ def _beat(hostname: str) -> None:
     interval = max(1.0, svc.config.worker_heartbeat_ttl / 3)
     while not _stop.is_set():
         try:
-            svc.redis.zadd(keys.workers(), {hostname: now_ms()})
+            svc.health.beat(hostname, now_ms())
         except RedisError as exc:
             log.warning("heartbeat missed: %s", exc)
         _stop.wait(interval)
-    svc.redis.zrem(keys.workers(), hostname)
+    svc.health.leave(hostname)
 
 
 @worker_ready.connect

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import urllib3
 from standardwebhooks.webhooks import Webhook
 
+from devcmd import metrics
 from devcmd.clock import now_ms
 from devcmd.domain import auth, callback_guard
 from devcmd.domain.notifications import STATUS_ORDER
@@ -141,8 +142,11 @@ class _Batch:
                 attempt["status"] = sender.post(url, payload, headers, timeout)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 attempt["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            metrics.CALLBACK_DURATION.observe(time.monotonic() - started)
         attempt["latencyMs"] = round((time.monotonic() - started) * 1000, 1)
-        return self._settle(record, attempt)
+        outcome = self._settle(record, attempt)
+        metrics.CALLBACK_ATTEMPTS.labels(outcome).inc()
+        return outcome
 
     def _settle(self, record: dict, attempt: dict) -> str:
         code, now, config = attempt["status"], now_ms(), self.svc.config

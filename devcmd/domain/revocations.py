@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from devcmd import errors
-from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS, queue_depths
+from devcmd import errors, metrics
+from devcmd.broker import queue_depths, queue_limits
 from devcmd.clock import now_ms
 from devcmd.domain import ids
 from devcmd.services import Services
@@ -22,11 +23,8 @@ def admit(svc: Services) -> None:
     redis = svc.broker_redis
     if redis is None:
         return
-    depths = queue_depths(redis)
-    limits = {
-        QUEUE_REVOCATIONS: svc.config.revocation_queue_limit,
-        QUEUE_CALLBACKS: svc.config.callback_queue_limit,
-    }
+    limits = queue_limits(svc.config)
+    depths = queue_depths(redis, tuple(limits))
     for queue, limit in limits.items():
         if depths[queue] > limit:
             raise errors.Congested(queue, depths[queue], limit, CONGESTION_RETRY_AFTER)
@@ -46,6 +44,7 @@ def open_task(svc: Services, app_id: str, device_id: str) -> dict:
     cap = svc.config.task_inline_commands
     opened = svc.revocations.open(app_id, device_id, task_id, now_ms(), cap)
     svc.broker.sweep(app_id, device_id, task_id)
+    metrics.TASKS_CREATED.inc()
     task = svc.revocations.get(app_id, device_id, task_id) or {}
     task["status"] = "WAITING"
     task["deviceCommands"] = opened.scoped
@@ -77,14 +76,25 @@ def revoke_now(svc: Services, app_id: str, device_id: str, limit: int) -> list[d
             break
     if cancelled:
         svc.broker.flush(app_id, device_id)
+    metrics.COMMANDS_REVOKED.inc(len(cancelled))
     return svc.commands.load(app_id, ((device_id, command_id) for command_id in cancelled))
 
 
 def sweep(svc: Services, app_id: str, device_id: str, task_id: str) -> Batch:
-    """Run batches for at most `sweep_step_seconds`; returns the last batch (done or not).
+    """Run batches for at most `sweep_step_seconds`; returns the last batch (done or not), its
+    `cancelled_now` summed over this call's batches.
 
     Safe to run twice or concurrently: every batch is one atomic, idempotent Lua step.
     """
+    with metrics.SWEEP_DURATION.time():
+        batch = _sweep_step(svc, app_id, device_id, task_id)
+    metrics.COMMANDS_REVOKED.inc(batch.cancelled_now)
+    if batch.finished_now:
+        metrics.TASKS_FINISHED.labels(batch.status).inc()
+    return batch
+
+
+def _sweep_step(svc: Services, app_id: str, device_id: str, task_id: str) -> Batch:
     deadline = time.monotonic() + svc.config.sweep_step_seconds
     cancelled = 0
     # Marked before the batches too: if this process dies after a batch and before the flush
@@ -100,7 +110,7 @@ def sweep(svc: Services, app_id: str, device_id: str, task_id: str) -> Batch:
     if cancelled:
         svc.outbox.mark_dirty(app_id, device_id)
         svc.broker.flush(app_id, device_id)
-    return batch
+    return dataclasses.replace(batch, cancelled_now=cancelled)
 
 
 def get(svc: Services, app_id: str, task_id: str) -> dict:

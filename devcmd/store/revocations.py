@@ -29,6 +29,7 @@ class Batch:
     total: int
     done: bool
     ids: tuple[str, ...] = ()
+    finished_now: bool = False  # this batch ended the task (exactly one batch per task does)
 
 
 def active_member(app_id: str, device_id: str, task_id: str) -> str:
@@ -128,7 +129,7 @@ class RevocationStore:
             self.redis.zrem(keys.active_tasks(), member)
         else:
             self.redis.zadd(keys.active_tasks(), {member: now})
-        return Batch(cancelled_now, status, cancelled, total, done, tuple(ids))
+        return Batch(cancelled_now, status, cancelled, total, done, tuple(ids), state == 2)
 
     def device_of(self, app_id: str, task_id: str) -> str | None:
         return self.redis.hget(keys.app_task_devices(app_id), task_id)

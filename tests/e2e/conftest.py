@@ -23,7 +23,7 @@ from tests.e2e.processes import (
     start_beat,
     start_web,
     start_worker,
-    wait_healthy,
+    wait_ready,
 )
 from tests.e2e.receiver import Receiver
 
@@ -49,7 +49,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture
 def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> Stack:
-    """gunicorn (2 workers), one Celery worker and beat, up once `/healthz` answers 200."""
+    """gunicorn (2 workers), one Celery worker and beat, up once `/readyz` answers 200."""
     port = free_port()
     web = start_web(port, child_env(redis_url, tmp_path / "home"), tmp_path)
     worker_env = child_env(
@@ -64,7 +64,7 @@ def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> Stack:
     request.node.stash[PROCESSES] = processes
     try:
         base_url = f"http://127.0.0.1:{port}"
-        wait_healthy(base_url, processes)
+        wait_ready(base_url, processes)
         yield Stack(base_url, web, worker)
     finally:
         for process in processes:

@@ -121,12 +121,11 @@ def report(processes: list[Process]) -> str:
     return "\n".join(parts)
 
 
-def wait_healthy(
-    base_url: str, processes: list[Process], timeout: float = 30.0, ready: tuple[int, ...] = (200,)
+def wait_ready(
+    base_url: str, processes: list[Process], timeout: float = 30.0, path: str = "/readyz"
 ) -> None:
-    """Poll `GET /healthz` until 200 (Redis up and a worker heartbeat); fail with the logs.
-
-    `ready=(200, 503)` waits only for the web process (503: no worker heartbeat).
+    """Poll `GET /readyz` until 200 (Redis, broker, a worker heartbeat, queues under their
+    limits); fail with the logs. `path="/healthz"` waits only for the web process to answer.
     """
     deadline = time.monotonic() + timeout
     last = "no answer"
@@ -134,13 +133,13 @@ def wait_healthy(
         if not all(p.alive() for p in processes):
             raise RuntimeError(f"a process died while starting:\n{report(processes)}")
         try:
-            response = requests.get(f"{base_url}/healthz", timeout=1.0)
+            response = requests.get(f"{base_url}{path}", timeout=1.0)
         except requests.RequestException as exc:
             last = repr(exc)
         else:
-            if response.status_code in ready:
+            if response.status_code == 200:
                 return
             last = f"{response.status_code} {response.text}"
         time.sleep(0.1)
     logs = report(processes)
-    raise RuntimeError(f"/healthz not {ready} after {timeout} s (last: {last}):\n{logs}")
+    raise RuntimeError(f"{path} not 200 after {timeout} s (last: {last}):\n{logs}")

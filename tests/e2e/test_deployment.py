@@ -7,7 +7,7 @@ import pytest
 
 from devcmd.embedded import free_port
 from tests.e2e.oceanconnect import OceanConnect
-from tests.e2e.processes import PROCESSES, child_env, start_web, wait_healthy
+from tests.e2e.processes import PROCESSES, child_env, start_web, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,7 @@ def documented_web(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> 
     request.node.stash[PROCESSES] = [web]
     try:
         base_url = f"http://127.0.0.1:{port}"
-        wait_healthy(base_url, [web], ready=(200, 503))  # no worker here: 503 is expected
+        wait_ready(base_url, [web], path="/healthz")  # no worker here: liveness only
         yield base_url
     finally:
         web.stop()

@@ -36,7 +36,7 @@ from tests.e2e.processes import (
     start_beat,
     start_web,
     start_worker,
-    wait_healthy,
+    wait_ready,
 )
 from tests.e2e.receiver import Delivery, Receiver
 
@@ -84,8 +84,8 @@ class CrashStack:
         self.processes.append(worker)
         return worker
 
-    def wait_healthy(self) -> None:
-        wait_healthy(self.base_url, self.processes)
+    def wait_ready(self) -> None:
+        wait_ready(self.base_url, self.processes)
 
 
 @pytest.fixture
@@ -260,7 +260,7 @@ def test_sweep_and_callbacks_survive_a_worker_killed_mid_sweep(
     device_id = register(svc, app_id, "meter-crash", None, None)["deviceId"]
     command_ids = queue_commands(svc, app_id, device_id, COMMANDS, receiver.url())
     queued = time.monotonic()
-    crash_stack.wait_healthy()
+    crash_stack.wait_ready()
     oc = OceanConnect(crash_stack.base_url, app_id, application["secret"])
     assert oc.login().status_code == 200
 

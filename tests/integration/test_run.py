@@ -67,19 +67,19 @@ class Running:
         except psutil.NoSuchProcess:
             return []
 
-    def wait_healthy(self, port: int) -> None:
-        """Poll /healthz until 200 (a worker heartbeat included); fail early if the run dies."""
+    def wait_ready(self, port: int) -> None:
+        """Poll /readyz until 200 (a worker heartbeat included); fail early if the run dies."""
         deadline = time.monotonic() + HEALTHY_WITHIN
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.output}"
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                response = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
                 if response.status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.5)
-        pytest.fail(f"/healthz not 200 within {HEALTHY_WITHIN} s:\n{self.output}")
+        pytest.fail(f"/readyz not 200 within {HEALTHY_WITHIN} s:\n{self.output}")
 
     def interrupt(self) -> int:
         """Ctrl-C: SIGINT to the whole process group; returns the exit code."""
@@ -179,8 +179,23 @@ def devcmd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -> None:
     port = int(env["PORT"])
     with running([str(BIN / "devcmd"), "run"], env) as (run, seen):
-        run.wait_healthy(port)
+        run.wait_ready(port)
         seen.extend(run.descendants())
+        metrics_dirs = list(home.glob("metrics-*"))
+        assert len(metrics_dirs) == 1, run.output
+        # Web and workers share the directory: both Celery workers have their files there.
+        pids = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dirs[0].glob("*.db")}
+        workers = [p for p in seen if "workers worker" in " ".join(p.cmdline())]
+        worker_pids = {p.pid for p in workers if p.children()}  # not their pool children
+        assert len(worker_pids) == 2
+        assert worker_pids <= pids
+        # /readyz needs one worker; the second may beat a moment later.
+        deadline = time.monotonic() + 15
+        scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        while "devcmd_workers_alive 2.0" not in scrape.text and time.monotonic() < deadline:
+            time.sleep(0.5)
+            scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert "devcmd_workers_alive 2.0" in scrape.text
         lines = command_lines(seen)
         for part in ("gunicorn", "workers worker", "workers beat", "redis-server"):
             assert any(part in line for line in lines), (part, lines)
@@ -199,6 +214,7 @@ def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -
     assert "Received SIGTERM" in redis_log
     assert "Received SIGINT" not in redis_log
     assert redis_servers_on(int(env["EMBEDDED_REDIS_PORT"])) == []
+    assert not metrics_dirs[0].exists()  # removed with the run
 
 
 def test_procfile_runs_under_honcho(env, redis_url) -> None:
@@ -207,7 +223,7 @@ def test_procfile_runs_under_honcho(env, redis_url) -> None:
     env["REDIS_URL"] = redis_url
     argv = [str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "start", "-p", str(port)]
     with running(argv, env) as (run, seen):
-        run.wait_healthy(port)
+        run.wait_ready(port)
         seen.extend(run.descendants())
         assert run.interrupt() == 130, run.output
         assert wait_gone(seen) == [], run.output

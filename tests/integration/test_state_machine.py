@@ -318,7 +318,7 @@ class CommandMachine(RuleBasedStateMachine):
             task.status = "SUCCESS"
         elif cancelled == 0:
             task.status = "FAILED"
-        return Batch(len(batch), task.status, cancelled, total, True)
+        return Batch(len(batch), task.status, cancelled, total, True, finished_now=True)
 
     # -- checks after every step --------------------------------------------------------------
 

@@ -1,0 +1,55 @@
+"""Per-request observability: the request id (taken from `X-Request-Id` or made, answered on
+every response), the logging context, one access log line and the HTTP metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, request
+
+from devcmd import logs, metrics
+
+REQUEST_ID_HEADER = "X-Request-Id"
+UNMATCHED = "<unmatched>"  # the route label of a request no URL rule matched (404, 405)
+
+access_log = logging.getLogger("devcmd.access")
+
+
+def register(app: Flask) -> None:
+    """Install the hooks on `app` (error answers go through them too)."""
+    app.before_request(_begin)
+    app.after_request(_finish)
+    app.teardown_request(_forget)
+
+
+def _begin() -> None:
+    g.started = time.perf_counter()
+    g.request_id = logs.accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+    logs.start(request_id=g.request_id)
+
+
+def _finish(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id") or logs.accept_request_id(None)
+    route = request.url_rule.rule if request.url_rule else UNMATCHED
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+    metrics.HTTP_DURATION.labels(request.method, route).observe(seconds)
+    access_log.info(
+        "%s %s %d",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,  # never the query string or headers: no credentials in logs
+            "route": route,
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 2),
+        },
+    )
+    return response
+
+
+def _forget(_exc: BaseException | None) -> None:
+    logs.start()

@@ -1,0 +1,64 @@
+"""Readiness: can this deployment take work now? Each check answers with its own detail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from redis import Redis, RedisError
+
+from devcmd.broker import queue_depths, queue_limits
+from devcmd.clock import now_ms
+from devcmd.services import Services
+
+NOT_READ = "the broker is not a plain Redis URL (e.g. Sentinel): not read"
+
+
+def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
+    """Redis and the broker answer, a worker has beaten within WORKER_HEARTBEAT_TTL, and every
+    queue is under its limit. Returns (all passed, {check: {"ok": ..., detail}}); never raises
+    for an unreachable server, which is a failed check."""
+    checks = {"redis": _guarded(lambda: _ping(svc.redis))}
+    if svc.broker_redis is svc.redis:
+        checks["broker"] = {**checks["redis"], "sameAsRedis": True}
+    elif svc.broker_redis is None:
+        checks["broker"] = {"ok": True, "skipped": NOT_READ}
+    else:
+        checks["broker"] = _guarded(lambda: _ping(svc.broker_redis))
+    # A check that needs a server found down is not tried (each try would wait out the
+    # client's connection retries again).
+    checks["workers"] = _after(checks["redis"], "redis", lambda: _workers(svc))
+    checks["queues"] = _after(checks["broker"], "broker", lambda: _queues(svc))
+    return all(check["ok"] for check in checks.values()), checks
+
+
+def _after(needed: dict, name: str, check: Callable[[], dict]) -> dict:
+    return _guarded(check) if needed["ok"] else {"ok": False, "error": f"{name} is down"}
+
+
+def _guarded(check: Callable[[], dict]) -> dict:
+    try:
+        return check()
+    except RedisError as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+def _ping(client: Redis) -> dict:
+    started = time.perf_counter()
+    client.ping()
+    return {"ok": True, "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _workers(svc: Services) -> dict:
+    ttl = svc.config.worker_heartbeat_ttl
+    alive = svc.health.workers_since(now_ms() - ttl * 1000)
+    return {"ok": alive > 0, "alive": alive, "heartbeatTtlSeconds": ttl}
+
+
+def _queues(svc: Services) -> dict:
+    if svc.broker_redis is None:
+        return {"ok": True, "skipped": NOT_READ}
+    limits = queue_limits(svc.config)
+    depths = queue_depths(svc.broker_redis, tuple(limits))
+    detail = {q: {"depth": depths[q], "limit": limits[q]} for q in limits}
+    return {"ok": all(depths[q] <= limits[q] for q in limits), **detail}

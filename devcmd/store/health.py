@@ -1,0 +1,36 @@
+"""Worker heartbeats and the cheap whole-service counts (index sizes) read at scrape time."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from devcmd.store import keys
+
+
+class HealthStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def beat(self, hostname: str, now: int) -> None:
+        """Record that the worker `hostname` is alive at `now` (ms)."""
+        self.redis.zadd(keys.workers(), {hostname: now})
+
+    def leave(self, hostname: str) -> None:
+        self.redis.zrem(keys.workers(), hostname)
+
+    def workers_since(self, since: int) -> int:
+        """How many workers have beaten since `since` (ms)."""
+        return self.redis.zcount(keys.workers(), since, "+inf")
+
+    def backlog(self) -> dict[str, int]:
+        """Sizes of the global indexes, each O(1) to read: unfinished revocation tasks,
+        notifications waiting for an attempt or given up, device outboxes to drain and devices
+        with a pending timer."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(keys.active_tasks())
+        pipe.zcard(keys.notifications_due())
+        pipe.zcard(keys.notifications_failed())
+        pipe.scard(keys.dirty_outboxes())
+        pipe.zcard(keys.timers())
+        names = ("tasks_active", "notifications_due", "notifications_failed", "outboxes_dirty")
+        return dict(zip((*names, "devices_with_timers"), pipe.execute(), strict=True))
