@@ -22,6 +22,7 @@ from app.apidoc import Answer, RouteDoc
 from app.schemas import HuaweiTime, identifier
 from app.schemas.errors import EnosError, ErrorAnswer, meaning
 from devcmd import errors
+from devcmd.clock import HUAWEI_PATTERN
 
 OPENAPI_VERSION = "3.0.3"
 UNDOCUMENTED = {"static", "openapi.static"}  # static files (Swagger UI's)
@@ -67,7 +68,7 @@ class Converter(OpenAPIConverter):
     def huawei_time(self, field, **kwargs) -> dict:
         if not isinstance(field, HuaweiTime):
             return {}
-        return {"type": "string", "pattern": r"^\d{8}T\d{6}Z$", "example": "20170222T164000Z"}
+        return {"type": "string", "pattern": HUAWEI_PATTERN, "example": "20170222T164000Z"}
 
     def constant(self, field, **kwargs) -> dict:
         if not isinstance(field, fields.Constant):
