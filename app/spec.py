@@ -14,12 +14,12 @@ from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Flask
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from werkzeug.routing import Rule
 
 from app import errors as catalogue
 from app.apidoc import Answer, RouteDoc
-from app.schemas import HuaweiTime, identifier
+from app.schemas import MAX_ID, HuaweiTime, identifier
 from app.schemas.errors import EnosError, ErrorAnswer, meaning
 from devcmd import errors
 from devcmd.clock import HUAWEI_PATTERN
@@ -168,8 +168,11 @@ def _parameters(converter: Converter, view: Callable, query: type[Schema] | None
         parameter["schema"].pop("nullable", None)  # a query value is a string or absent
     acting_for = getattr(view, "acting_for", None)
     if acting_for and acting_for not in {p["name"] for p in parameters}:
-        description = "Act for this application (it must have authorized the caller)."
-        schema = converter.field2property(identifier())
+        description = (
+            "Act for this application (it must have authorized the caller); "
+            "absent or empty: the caller itself."
+        )
+        schema = converter.field2property(fields.String(validate=validate.Length(0, MAX_ID)))
         parameters.append(
             {"in": "query", "name": acting_for, "schema": schema, "description": description}
         )
