@@ -77,11 +77,28 @@ class Converter(OpenAPIConverter):
         kind = {str: "string", int: "integer", bool: "boolean"}.get(type(value))
         return {"enum": [value]} | ({"type": kind} if kind else {"nullable": True})
 
+    def schema2jsonschema(self, schema) -> dict:
+        """A schema's JSON schema; fields its `Meta.together` pairs are given both or neither."""
+        found = super().schema2jsonschema(schema)
+        for first, second in getattr(getattr(schema, "Meta", None), "together", ()):
+            found.setdefault("allOf", []).append(_together(first, second))
+        return found
+
     def field2default(self, field, **kwargs) -> dict:
         """No default for times (their defaults mean 'unbounded') nor for a None default."""
         if isinstance(field, HuaweiTime) or field.load_default is None:
             return {}
         return super().field2default(field, **kwargs)
+
+
+def _together(first: str, second: str) -> dict:
+    """Both fields are strings, or neither is (absent or null)."""
+    given = [{"required": [n], "properties": {n: {"type": "string"}}} for n in (first, second)]
+    both = {
+        "required": [first, second],
+        "properties": {n: {"type": "string"} for n in (first, second)},
+    }
+    return {"anyOf": [both, {"not": {"anyOf": given}}]}
 
 
 def schema_name(schema: type[Schema] | Schema) -> str:

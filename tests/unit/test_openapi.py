@@ -301,3 +301,18 @@ def test_an_empty_appId_query_is_documented_as_the_caller_itself(client, headers
     reply = client.get(CMDS, query_string={"appId": ""}, headers=headers)
     assert reply.status_code == 200
     assert_documented_answer(document, CMDS, "GET", reply)
+
+
+def test_productKey_and_deviceKey_are_documented_as_given_together(client, headers, document):
+    schema = body_schema(document, REG, "POST") | {"components": document["components"]}
+    validator = OAS30Validator(schema)
+    for n, names in enumerate(
+        ({"productKey": "p"}, {"deviceKey": "d"}, {"productKey": "p", "deviceKey": None})
+    ):
+        body = {"nodeId": f"alone-{n}", **names}
+        assert not validator.is_valid(body), body
+        assert client.post(REG, json=body, headers=headers).status_code == 400, body
+    for n, names in enumerate(({"productKey": "p", "deviceKey": "d"}, {"productKey": None}, {})):
+        body = {"nodeId": f"together-{n}", **names}
+        assert validator.is_valid(body), body
+        assert client.post(REG, json=body, headers=headers).status_code == 200, body
