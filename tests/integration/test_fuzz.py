@@ -2,12 +2,13 @@
 Flask app on a real Redis (the Lua scripts run for real).
 
 Positive cases (valid by the document) and negative ones (each violating it somewhere) go to
-every operation with a logged-in application's headers; path parameters name a real device or
-command part of the time, so the deep code paths run and not only the 404s. Each answer must be
-no 5xx, a status the operation documents, a body matching the schema given for that status
-(error codes narrowed per operation), and a negative case must be refused (OceanConnect: a 4xx;
-EnOS: a non-zero `code` in its HTTP 200). `FUZZ_EXAMPLES` sets the examples per operation and
-generation mode (`make fuzz` runs 1000).
+every operation with a logged-in application's headers (the device API with a real device's
+`deviceId:psk`); in half the valid cases ids, names and tokens are swapped for real ones, so the
+deep code paths run and not only the 404s (each operation must succeed at least once). Each
+answer must be no 5xx, a status the operation documents, a body matching the schema given for
+that status (error codes narrowed per operation), and a negative case must be refused
+(OceanConnect: a 4xx; EnOS: a non-zero `code` in its HTTP 200). `FUZZ_EXAMPLES` sets the
+examples per operation and generation mode (`make fuzz` runs 1000).
 """
 
 from __future__ import annotations
