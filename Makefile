@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ format: install
 
 test: install lint
 	$(BIN)/pytest
+
+# schemathesis against every operation of /openapi.json: 1000 examples per operation and mode.
+fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/integration/test_fuzz.py --timeout=0 -q
 
 bench: install
 	$(BIN)/python bench/sweep.py

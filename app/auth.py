@@ -23,7 +23,12 @@ bp = Blueprint("auth", __name__, url_prefix="/iocm/app/sec/v1.1.0")
     body=LoginBody,
     body_types=("application/x-www-form-urlencoded", "application/json"),
     answers={200: TokenAnswer},
-    raises=(errors.MissingLoginParameter, errors.BadCredentials, errors.AppFrozen),
+    raises=(
+        errors.MissingLoginParameter,
+        errors.BadCredentials,
+        errors.AppFrozen,
+        errors.Throttled,
+    ),
 )
 @limited("login")
 def login():
@@ -40,7 +45,7 @@ def login():
     "Refresh: a new token pair (the refresh token works once)",
     body=RefreshBody,
     answers={200: TokenAnswer},
-    raises=(errors.BadCredentials, errors.AppFrozen, errors.TokenInvalid),
+    raises=(errors.BadCredentials, errors.AppFrozen, errors.TokenInvalid, errors.Throttled),
 )
 @limited("login")
 def refresh():

@@ -58,7 +58,11 @@ def query():
 
 @bp.get("/<command_id>/notifications")
 @authenticated
-@doc("A command's callbacks and their delivery attempts", answers={200: NotificationHistory})
+@doc(
+    "A command's callbacks and their delivery attempts",
+    answers={200: NotificationHistory},
+    raises=(errors.CommandNotFound,),
+)
 def notification_history(command_id: str):
     """Our extension: every callback of the command, with its delivery attempts."""
     records = notifications.history(services(), app_id(), command_id)

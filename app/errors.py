@@ -110,6 +110,14 @@ def _enos_http(status: int, desc: str):
     return enos_envelope(code, msg, desc)
 
 
+def _with_protocol_headers(response, exc: HTTPException):
+    """Keep the headers the HTTP error carries besides its body's type (a 405's `Allow`)."""
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
 def register(app: Flask) -> None:
     """Install the handlers that turn every failure into its dialect's envelope."""
 
@@ -150,7 +158,7 @@ def register(app: Flask) -> None:
         if is_enos():
             return _enos_http(status, desc)
         code = HTTP_CODES.get(status, "100022" if status < 500 else INTERNAL[1])
-        return envelope(status, code, desc)
+        return _with_protocol_headers(envelope(status, code, desc), exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

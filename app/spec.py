@@ -14,14 +14,15 @@ from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from apispec_webframeworks.flask import FlaskPlugin
 from flask import Flask
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from werkzeug.routing import Rule
 
 from app import errors as catalogue
 from app.apidoc import Answer, RouteDoc
-from app.schemas import HuaweiTime, identifier
+from app.schemas import MAX_ID, HuaweiTime, identifier
 from app.schemas.errors import EnosError, ErrorAnswer, meaning
 from devcmd import errors
+from devcmd.clock import HUAWEI_PATTERN
 
 OPENAPI_VERSION = "3.0.3"
 UNDOCUMENTED = {"static", "openapi.static"}  # static files (Swagger UI's)
@@ -68,7 +69,7 @@ class Converter(OpenAPIConverter):
     def huawei_time(self, field, **kwargs) -> dict:
         if not isinstance(field, HuaweiTime):
             return {}
-        return {"type": "string", "pattern": r"^\d{8}T\d{6}Z$", "example": "20170222T164000Z"}
+        return {"type": "string", "pattern": HUAWEI_PATTERN, "example": "20170222T164000Z"}
 
     def constant(self, field, **kwargs) -> dict:
         if not isinstance(field, fields.Constant):
@@ -77,11 +78,28 @@ class Converter(OpenAPIConverter):
         kind = {str: "string", int: "integer", bool: "boolean"}.get(type(value))
         return {"enum": [value]} | ({"type": kind} if kind else {"nullable": True})
 
+    def schema2jsonschema(self, schema) -> dict:
+        """A schema's JSON schema; fields its `Meta.together` pairs are given both or neither."""
+        found = super().schema2jsonschema(schema)
+        for first, second in getattr(getattr(schema, "Meta", None), "together", ()):
+            found.setdefault("allOf", []).append(_together(first, second))
+        return found
+
     def field2default(self, field, **kwargs) -> dict:
         """No default for times (their defaults mean 'unbounded') nor for a None default."""
         if isinstance(field, HuaweiTime) or field.load_default is None:
             return {}
         return super().field2default(field, **kwargs)
+
+
+def _together(first: str, second: str) -> dict:
+    """Both fields are strings, or neither is (absent or null)."""
+    given = [{"required": [n], "properties": {n: {"type": "string"}}} for n in (first, second)]
+    both = {
+        "required": [first, second],
+        "properties": {n: {"type": "string"} for n in (first, second)},
+    }
+    return {"anyOf": [both, {"not": {"anyOf": given}}]}
 
 
 def schema_name(schema: type[Schema] | Schema) -> str:
@@ -168,8 +186,11 @@ def _parameters(converter: Converter, view: Callable, query: type[Schema] | None
         parameter["schema"].pop("nullable", None)  # a query value is a string or absent
     acting_for = getattr(view, "acting_for", None)
     if acting_for and acting_for not in {p["name"] for p in parameters}:
-        description = "Act for this application (it must have authorized the caller)."
-        schema = converter.field2property(identifier())
+        description = (
+            "Act for this application (it must have authorized the caller); "
+            "absent or empty: the caller itself."
+        )
+        schema = converter.field2property(fields.String(validate=validate.Length(0, MAX_ID)))
         parameters.append(
             {"in": "query", "name": acting_for, "schema": schema, "description": description}
         )

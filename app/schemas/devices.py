@@ -6,6 +6,9 @@ from app.schemas import BaseSchema, HuaweiTime, StrictInteger, enos_name, identi
 
 
 class RegisterBody(BaseSchema):
+    class Meta(BaseSchema.Meta):
+        together = (("productKey", "deviceKey"),)  # documented by app/spec.py
+
     nodeId = identifier(required=True)
     verifyCode = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
     timeout = StrictInteger(load_default=None, allow_none=True, validate=validate.Range(0, 2**31))

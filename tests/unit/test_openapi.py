@@ -287,3 +287,33 @@ def test_device_api_answers_match_their_documented_schemas(client, headers, docu
         assert_documented_answer(document, path, method, reply)
         statuses.add(reply.status_code)
     assert statuses == {200, 204, 401, 409}
+
+
+def test_an_unknown_commands_notifications_are_a_documented_404(client, headers, document):
+    path = CMDS + "/{command_id}/notifications"
+    reply = client.get(CMDS + "/nope/notifications", headers=headers)
+    assert (reply.status_code, reply.json["error_code"]) == (404, "100434")
+    assert_documented_answer(document, path, "GET", reply)
+
+
+def test_an_empty_appId_query_is_documented_as_the_caller_itself(client, headers, document):
+    acting = [p for p in operation(document, CMDS, "GET")["parameters"] if p["name"] == "appId"]
+    assert acting[0]["schema"].get("minLength", 0) == 0
+    reply = client.get(CMDS, query_string={"appId": ""}, headers=headers)
+    assert reply.status_code == 200
+    assert_documented_answer(document, CMDS, "GET", reply)
+
+
+def test_productKey_and_deviceKey_are_documented_as_given_together(client, headers, document):
+    schema = body_schema(document, REG, "POST") | {"components": document["components"]}
+    validator = OAS30Validator(schema)
+    for n, names in enumerate(
+        ({"productKey": "p"}, {"deviceKey": "d"}, {"productKey": "p", "deviceKey": None})
+    ):
+        body = {"nodeId": f"alone-{n}", **names}
+        assert not validator.is_valid(body), body
+        assert client.post(REG, json=body, headers=headers).status_code == 400, body
+    for n, names in enumerate(({"productKey": "p", "deviceKey": "d"}, {"productKey": None}, {})):
+        body = {"nodeId": f"together-{n}", **names}
+        assert validator.is_valid(body), body
+        assert client.post(REG, json=body, headers=headers).status_code == 200, body

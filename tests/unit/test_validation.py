@@ -109,3 +109,10 @@ def test_arbitrary_json_never_gives_a_5xx(client, headers, body):
     reply = post_raw(client, headers, body)
     assert reply.status_code in (201, 400, 404)
     assert reply.status_code == 201 or set(reply.json) == {"error_code", "error_desc"}
+
+
+def test_a_method_not_allowed_says_which_are_in_allow(client, headers):
+    reply = client.open(CMDS, method="TRACE", headers=headers)
+    assert (reply.status_code, reply.json["error_code"]) == (405, "100022")
+    assert set(reply.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+    assert reply.mimetype == "application/json"
