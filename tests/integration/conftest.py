@@ -37,6 +37,13 @@ def app_id(svc) -> str:
 
 
 @pytest.fixture
+def headers(svc, app_id) -> dict[str, str]:
+    """Northbound headers of a fresh token of `app_id`."""
+    token = auth.login(svc, app_id, "secret-a")["accessToken"]
+    return {"app_key": app_id, "Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
 def device_id(svc, app_id) -> str:
     return devices.register(svc, app_id, "node-1", None, None)["deviceId"]
 

@@ -9,7 +9,7 @@ import pytest
 from app import create_app
 from app.flow import STORAGE_PREFIX
 from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS, SWEEP, queue_depths, queue_lists
-from devcmd.domain import auth, commands
+from devcmd.domain import commands
 
 pytestmark = pytest.mark.integration
 TASKS = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -22,12 +22,6 @@ LIMIT = 3
 def client(svc):
     svc.config = svc.config.with_(revocation_queue_limit=LIMIT, callback_queue_limit=LIMIT)
     return create_app(services=svc).test_client()
-
-
-@pytest.fixture
-def headers(svc, app_id) -> dict[str, str]:
-    token = auth.login(svc, app_id, "secret-a")["accessToken"]
-    return {"app_key": app_id, "Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

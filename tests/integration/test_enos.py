@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from app import create_app
-from devcmd.domain import auth, delivery, notifications, revocations, southbound
+from devcmd.domain import delivery, notifications, revocations, southbound
 from devcmd.store import keys
 
 pytestmark = pytest.mark.integration
@@ -26,12 +26,6 @@ DEVICE = "orgId=app-a&productKey=pk&deviceKey=dk"
 @pytest.fixture
 def client(svc):
     return create_app(services=svc).test_client()
-
-
-@pytest.fixture
-def headers(svc, app_id) -> dict[str, str]:
-    token = auth.login(svc, app_id, "secret-a")["accessToken"]
-    return {"app_key": app_id, "Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
