@@ -33,6 +33,12 @@ def depth(value) -> int:
     return deepest
 
 
+PARAS_RULES = (
+    "Any JSON object; its integers must fit in 64 bits (signed, or unsigned up to 2^64-1), "
+    "at most MAX_PARAS_DEPTH (16) levels deep and MAX_PARAS_BYTES (65536) long as JSON."
+)
+
+
 def storable(paras: dict | None) -> None:
     """paras (EnOS inputData) is stored and answered as JSON with 64-bit integers (as
     OceanConnect's Long), at most MAX_PARAS_DEPTH deep and MAX_PARAS_BYTES long as JSON."""
@@ -50,7 +56,13 @@ def storable(paras: dict | None) -> None:
 class CommandDTO(BaseSchema):
     serviceId = identifier(required=True)
     method = fields.String(required=True, validate=validate.Length(1, 128))
-    paras = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True, validate=storable)
+    paras = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        allow_none=True,
+        validate=storable,
+        metadata={"description": PARAS_RULES},
+    )
 
 
 class CreateCommandBody(BaseSchema):

@@ -38,6 +38,9 @@ from devcmd.store import keys
 pytestmark = pytest.mark.integration
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+# `make test` runs the same CI-sized examples every time, so a red CI is reproducible with the
+# same command; a run with FUZZ_EXAMPLES set (`make fuzz`) explores with fresh random data.
+DERANDOMIZE = "FUZZ_EXAMPLES" not in os.environ
 APP_ID, SECRET = "fuzz-app", "fuzz-secret"
 REG = "/iocm/app/reg/v1.1.0/deviceCredentials"
 CMDS = "/iocm/app/cmd/v1.4.0/deviceCommands"
@@ -182,6 +185,35 @@ EXCLUDED_FOR_ENOS = [
 ]
 
 
+INT64 = range(-(2**63), 2**64)  # what orjson stores: OceanConnect's Long, unsigned too
+
+
+def beyond_64_bits(value: object) -> bool:
+    """Whether a JSON value holds an integer outside 64 bits anywhere (iteratively)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and item not in INT64:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def valid_by_the_unexpressed_rule(case) -> bool:
+    """`paras` / `inputData` integers must fit in 64 bits (documented in their descriptions):
+    JSON Schema cannot say it of an open object without a recursive schema that would also
+    forbid integral floats, so valid cases that break it are dropped, not sent."""
+    body = (case.meta.components if case.meta else {}).get(ParameterLocation.BODY)
+    if body is None or body.mode.is_negative or not isinstance(case.body, dict):
+        return True
+    command = case.body.get("command")
+    paras = command.get("paras") if isinstance(command, dict) else None
+    return not beyond_64_bits([paras, case.body.get("inputData")])
+
+
 def enos_code(response) -> int | None:
     """The `code` of an EnOS answer; None without a JSON body (HEAD)."""
     try:
@@ -201,10 +233,12 @@ def enos_rejects_negative_data(ctx, response, case) -> bool | None:
 
 @schema.parametrize()
 @hypothesis.settings(
+    derandomize=DERANDOMIZE,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_every_operation_answers_as_documented(case, world):
+    hypothesis.assume(valid_by_the_unexpressed_rule(case))
     aim_at_real_objects(case, world)
     if case.path.startswith("/southbound/"):
         response = case.call_and_validate(
