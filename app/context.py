@@ -38,14 +38,14 @@ def acting_for(parameter: str):
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            g.app_id = auth.authenticate(
+            g.caller = auth.authenticate(
                 services(),
                 request.headers.get("app_key"),
                 request.headers.get("Authorization"),
                 request.args.get(parameter),
             )
+            g.app_id = g.caller.app_id
             logs.bind(app_id=g.app_id)
-            g.caller_id = request.headers["app_key"]
             return flow().call("northbound", view, *args, **kwargs)
 
         wrapper.acting_for = parameter  # the OpenAPI document reads the scheme from here

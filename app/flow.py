@@ -28,7 +28,7 @@ STORAGE_PREFIX = "dc:limits"
 
 def caller() -> str:
     """The application whose credentials made the call (set by `app.context.acting_for`)."""
-    return g.caller_id
+    return g.caller.caller_id
 
 
 def login_key() -> str:
@@ -72,8 +72,9 @@ class FlowControl:
         self._limited: dict[tuple[str, Callable], Callable] = {}
 
     def northbound_limit(self) -> str:
-        """The caller's calls per minute: its own limit if set, else RATE_LIMIT_PER_MINUTE."""
-        per_minute = self.svc.apps.rate_limit(caller()) or self.svc.config.rate_limit_per_minute
+        """The caller's calls per minute: its own limit if set (read with its record when the
+        call was authenticated), else RATE_LIMIT_PER_MINUTE."""
+        per_minute = g.caller.rate_limit or self.svc.config.rate_limit_per_minute
         return f"{per_minute}/minute"
 
     def login_limit(self) -> str:

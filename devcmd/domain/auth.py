@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -12,6 +13,16 @@ from devcmd.domain import devices, ids
 from devcmd.services import Services
 
 BEARER = "bearer"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request: the application it acts for (`app_id`), the one whose
+    credentials made it (`caller_id`), and the caller's own calls per minute if it has one."""
+
+    app_id: str
+    caller_id: str
+    rate_limit: int | None
 
 
 def create_application(
@@ -164,8 +175,9 @@ def logout(svc: Services, access_token: str, app_key: str | None = None) -> None
 
 def authenticate(
     svc: Services, app_key: str | None, authorization: str | None, acting_for: str | None
-) -> str:
-    """The application a request acts for, from its headers and optional `appId` query.
+) -> Caller:
+    """Who makes a request and which application it acts for, from its headers and optional
+    `appId` query. The caller's record is read once, its flow-control limit with it.
 
     Raises AppKeyMissing, TokenInvalid, AppNotFound, AppFrozen or NotAuthorized.
     """
@@ -181,10 +193,11 @@ def authenticate(
         raise errors.TokenInvalid()
     if caller.get("frozen") == "1":
         raise errors.AppFrozen()
+    limit = svc.apps.rate_limit(caller)
     if not acting_for or acting_for == app_key:
-        return app_key
+        return Caller(app_key, app_key, limit)
     if not ids.is_valid(acting_for) or not svc.apps.get(acting_for):
         raise errors.AppNotFound()
     if not svc.apps.is_granted(acting_for, app_key):
         raise errors.NotAuthorized()
-    return acting_for
+    return Caller(acting_for, app_key, limit)
