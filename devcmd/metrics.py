@@ -16,8 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis import RedisError
 
-from devcmd.broker import queue_depths, queue_limits
-from devcmd.clock import now_ms
+from devcmd.domain import health
 from devcmd.services import Services
 
 HTTP_REQUESTS = Counter(
@@ -101,25 +100,23 @@ class BacklogCollector:
         yield from self._queues()
         for name, value in self.svc.health.backlog().items():
             yield GaugeMetricFamily(f"devcmd_{name}", _BACKLOG_HELP[name], value=value)
-        ttl_ms = self.svc.config.worker_heartbeat_ttl * 1000
-        alive = self.svc.health.workers_since(now_ms() - ttl_ms)
+        alive = health.live_workers(self.svc)
         yield GaugeMetricFamily("devcmd_workers_alive", "Workers with a recent heartbeat.", alive)
 
     def _queues(self) -> Iterator[Metric]:
         """Queue depths and limits; none when the broker is not a Redis devcmd reads."""
-        if self.svc.broker_redis is None:
+        backlog = health.queue_backlog(self.svc)
+        if backlog is None:
             return
-        limits = queue_limits(self.svc.config)
-        depths = queue_depths(self.svc.broker_redis, tuple(limits))
         depth = GaugeMetricFamily(
             "devcmd_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"]
         )
         limit = GaugeMetricFamily(
             "devcmd_queue_limit", "Depth above which /readyz fails.", labels=["queue"]
         )
-        for queue in limits:
-            depth.add_metric([queue], depths[queue])
-            limit.add_metric([queue], limits[queue])
+        for queue, (waiting, most) in backlog.items():
+            depth.add_metric([queue], waiting)
+            limit.add_metric([queue], most)
         yield depth
         yield limit
 

@@ -32,6 +32,21 @@ def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
     return all(check["ok"] for check in checks.values()), checks
 
 
+def queue_backlog(svc: Services) -> dict[str, tuple[int, int]] | None:
+    """(depth, limit) of each devcmd queue, read in one round trip to the broker's Redis; None
+    when the broker is not a Redis devcmd reads. Raises RedisError if it is unreachable."""
+    if svc.broker_redis is None:
+        return None
+    limits = queue_limits(svc.config)
+    depths = queue_depths(svc.broker_redis, tuple(limits))
+    return {queue: (depths[queue], limit) for queue, limit in limits.items()}
+
+
+def live_workers(svc: Services) -> int:
+    """Workers whose heartbeat is younger than WORKER_HEARTBEAT_TTL."""
+    return svc.health.workers_since(now_ms() - svc.config.worker_heartbeat_ttl * 1000)
+
+
 def _after(needed: dict, name: str, check: Callable[[], dict]) -> dict:
     return _guarded(check) if needed["ok"] else {"ok": False, "error": f"{name} is down"}
 
@@ -50,15 +65,13 @@ def _ping(client: Redis) -> dict:
 
 
 def _workers(svc: Services) -> dict:
-    ttl = svc.config.worker_heartbeat_ttl
-    alive = svc.health.workers_since(now_ms() - ttl * 1000)
-    return {"ok": alive > 0, "alive": alive, "heartbeatTtlSeconds": ttl}
+    alive = live_workers(svc)
+    return {"ok": alive > 0, "alive": alive, "heartbeatTtlSeconds": svc.config.worker_heartbeat_ttl}
 
 
 def _queues(svc: Services) -> dict:
-    if svc.broker_redis is None:
+    backlog = queue_backlog(svc)
+    if backlog is None:
         return {"ok": True, "skipped": NOT_READ}
-    limits = queue_limits(svc.config)
-    depths = queue_depths(svc.broker_redis, tuple(limits))
-    detail = {q: {"depth": depths[q], "limit": limits[q]} for q in limits}
-    return {"ok": all(depths[q] <= limits[q] for q in limits), **detail}
+    detail = {q: {"depth": depth, "limit": limit} for q, (depth, limit) in backlog.items()}
+    return {"ok": all(depth <= limit for depth, limit in backlog.values()), **detail}

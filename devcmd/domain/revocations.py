@@ -6,9 +6,8 @@ import dataclasses
 import time
 
 from devcmd import errors, metrics
-from devcmd.broker import queue_depths, queue_limits
 from devcmd.clock import now_ms
-from devcmd.domain import ids
+from devcmd.domain import health, ids
 from devcmd.services import Services
 from devcmd.store.revocations import Batch
 
@@ -20,14 +19,9 @@ def admit(svc: Services) -> None:
     """Refuse new revocation work while a queue it feeds is over its limit: a sweep goes on the
     revocations queue and its callbacks on the callbacks queue. Reads only (one round trip), so
     a refused call has written nothing. Raises Congested."""
-    redis = svc.broker_redis
-    if redis is None:
-        return
-    limits = queue_limits(svc.config)
-    depths = queue_depths(redis, tuple(limits))
-    for queue, limit in limits.items():
-        if depths[queue] > limit:
-            raise errors.Congested(queue, depths[queue], limit, CONGESTION_RETRY_AFTER)
+    for queue, (depth, limit) in (health.queue_backlog(svc) or {}).items():
+        if depth > limit:
+            raise errors.Congested(queue, depth, limit, CONGESTION_RETRY_AFTER)
 
 
 def open_task(svc: Services, app_id: str, device_id: str) -> dict:

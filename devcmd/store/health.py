@@ -32,5 +32,11 @@ class HealthStore:
         pipe.zcard(keys.notifications_failed())
         pipe.scard(keys.dirty_outboxes())
         pipe.zcard(keys.timers())
-        names = ("tasks_active", "notifications_due", "notifications_failed", "outboxes_dirty")
-        return dict(zip((*names, "devices_with_timers"), pipe.execute(), strict=True))
+        names = (
+            "tasks_active",
+            "notifications_due",
+            "notifications_failed",
+            "outboxes_dirty",
+            "devices_with_timers",
+        )
+        return dict(zip(names, pipe.execute(), strict=True))
