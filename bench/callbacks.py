@@ -14,7 +14,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from rich.table import Table
 
 from devcmd.config import Config
 from devcmd.domain import auth, commands, delivery, devices, notifications, revocations
-from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded import free_port, temporary_server
 from devcmd.services import Services
 from devcmd.store import keys
 
@@ -71,15 +70,13 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     receiver = subprocess.Popen([sys.executable, str(HERE / "receiver.py"), str(port)])
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp), free_port()).start()
-        try:
+    try:
+        with temporary_server() as server:
             time.sleep(0.3)
             run(server.url, f"http://127.0.0.1:{port}/callback", args)
-        finally:
-            server.stop()
-            receiver.terminate()
-            receiver.wait()
+    finally:
+        receiver.terminate()
+        receiver.wait()
 
 
 def run(url: str, callback_url: str, args: argparse.Namespace) -> None:

@@ -10,16 +10,14 @@ every guarantee the test checks, and prints the rates and the outcome.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from devcmd.domain import auth, devices, revocations
-from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded import temporary_server
 from devcmd.services import Services
 from tests.integration.test_concurrency import Outcome, Race, check, race_config, run_race
 
@@ -35,12 +33,8 @@ def main() -> None:
     parser.add_argument("--revokers", type=int, default=1)
     parser.add_argument("--sweepers", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp), free_port()).start()
-        try:
-            run(server.url, args)
-        finally:
-            server.stop()
+    with temporary_server() as server:
+        run(server.url, args)
 
 
 def run(url: str, args: argparse.Namespace) -> None:

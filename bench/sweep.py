@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
@@ -29,7 +27,7 @@ from devcmd import errors
 from devcmd.clock import now_ms
 from devcmd.config import Config
 from devcmd.domain import auth, commands, devices, revocations
-from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded import temporary_server
 from devcmd.services import Services
 from devcmd.store import keys
 
@@ -108,12 +106,8 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=10_000, help="commands for the baseline")
     parser.add_argument("--runs", type=int, default=31, help="creation repetitions per device")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp), free_port()).start()
-        try:
-            run(server.url, args)
-        finally:
-            server.stop()
+    with temporary_server() as server:
+        run(server.url, args)
 
 
 def run(url: str, args: argparse.Namespace) -> None:

@@ -11,7 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -98,3 +101,15 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@contextmanager
+def temporary_server() -> Iterator[RedisServer]:
+    """A fresh server (AOF on, as in production) on a free port, with its files in a temporary
+    directory, for the block: the benchmarks' own Redis."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp), free_port()).start()
+        try:
+            yield server
+        finally:
+            server.stop()
