@@ -53,16 +53,22 @@ def storable(paras: dict | None) -> None:
         raise ValidationError(f"is {size} bytes as JSON, more than {config.max_paras_bytes}")
 
 
-class CommandDTO(BaseSchema):
-    serviceId = identifier(required=True)
-    method = fields.String(required=True, validate=validate.Length(1, 128))
-    paras = fields.Dict(
+def paras_field() -> fields.Dict:
+    """A command's free-form JSON object: OceanConnect's `paras`, EnOS's `inputData` (optional,
+    `{}` when absent), checked by `storable`."""
+    return fields.Dict(
         keys=fields.String(),
         load_default=dict,
         allow_none=True,
         validate=storable,
         metadata={"description": PARAS_RULES},
     )
+
+
+class CommandDTO(BaseSchema):
+    serviceId = identifier(required=True)
+    method = fields.String(required=True, validate=validate.Length(1, 128))
+    paras = paras_field()
 
 
 class CreateCommandBody(BaseSchema):

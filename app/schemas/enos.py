@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from marshmallow import ValidationError, fields, validate
 
 from app.schemas import BaseSchema, QueryInteger, StrictInteger, enos_name, identifier
-from app.schemas.commands import PARAS_RULES, storable
+from app.schemas.commands import paras_field
 from devcmd.domain.enos import STATES, Filters, output_data, tsl_identifier
 
 MAX_PENDING_TTL = 172_800
@@ -56,13 +56,7 @@ class InvokeQuery(DeviceQuery):
 
 
 class InvokeBody(BaseSchema):
-    inputData = fields.Dict(
-        keys=fields.String(),
-        load_default=dict,
-        allow_none=True,
-        validate=storable,
-        metadata={"description": PARAS_RULES},
-    )
+    inputData = paras_field()
 
 
 class Pagination(BaseSchema):
