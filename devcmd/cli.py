@@ -382,6 +382,11 @@ def retry_notifications(config: Config, failed: bool, since: str | None) -> None
         print_json({"requeued": notifications_domain.retry_failed(svc, since_ms)})
 
 
+def _base_url(config: Config, base_url: str | None) -> str:
+    """The API's address: `--base-url`, else this machine's HOST and PORT."""
+    return (base_url or f"http://{config.host}:{config.port}").rstrip("/")
+
+
 @main.command("simulate")
 @click.option("--devices", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--app-id", required=True, help="The application the devices belong to.")
@@ -412,7 +417,7 @@ def simulate_devices(config: Config, base_url: str | None, **options: Any) -> No
     Prints a JSON summary line; `--record FILE` also writes every command received.
     """
     settings = simulate.Settings(
-        base_url=(base_url or f"http://{config.host}:{config.port}").rstrip("/"),
+        base_url=_base_url(config, base_url),
         home=config.home,
         **options,
     )
@@ -421,10 +426,6 @@ def simulate_devices(config: Config, base_url: str | None, **options: Any) -> No
     except simulate.SimulationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(summary))
-
-
-def _base_url(config: Config, base_url: str | None) -> str:
-    return (base_url or f"http://{config.host}:{config.port}").rstrip("/")
 
 
 @main.group()
