@@ -12,7 +12,8 @@ import redis
 from click.testing import CliRunner, Result
 from werkzeug.security import check_password_hash
 
-from devcmd.cli import main, parse_since
+from devcmd.cli import main
+from devcmd.cli.notifications import parse_since
 from devcmd.config import Config
 from devcmd.domain import auth
 from devcmd.embedded import free_port

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from devcmd import gunicorn_config
-from devcmd.cli import process_commands
+from devcmd.cli.run import process_commands
 from devcmd.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]

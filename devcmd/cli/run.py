@@ -1,0 +1,137 @@
+"""`devcmd run`: web, the two workers and beat under honcho, with interleaved logs."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import honcho.manager
+
+from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
+from devcmd.cli.common import redis_url, safe_url
+from devcmd.config import Config
+
+# honcho SIGKILLs the children still running this many seconds after its SIGTERM. Its default of
+# 5 s is shorter than the worker's soft shutdown (worker_soft_shutdown_timeout=15 in
+# devcmd.broker), and a SIGKILLed worker's unacked tasks only return after the visibility timeout.
+KILL_WAIT = 20
+
+GUNICORN_CONFIG = "python:devcmd.gunicorn_config"
+
+
+def process_commands(config: Config) -> dict[str, list[str]]:
+    """The argv of web, the two workers and beat, run with this interpreter so no venv must be
+    active. Sweeps and callback deliveries have a worker each: a slow receiver never holds up a
+    sweep, and each can be scaled on its own."""
+    python = sys.executable
+    celery = [python, "-m", "celery", "-A", "workers"]
+    bind = f"{config.host}:{config.port}"
+    schedule = str(config.home / "celerybeat-schedule")
+    return {
+        "web": [
+            python,
+            "-m",
+            "gunicorn",
+            "-c",
+            GUNICORN_CONFIG,
+            "app:create_app()",
+            "--bind",
+            bind,
+        ],
+        "worker": [
+            *celery,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--queues",
+            QUEUE_REVOCATIONS,
+            "--concurrency",
+            "2",
+            "--hostname",
+            "revocations@%h",
+        ],
+        "callbacks": [
+            *celery,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--queues",
+            QUEUE_CALLBACKS,
+            "--concurrency",
+            "2",
+            "--hostname",
+            "callbacks@%h",
+        ],
+        "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule],
+    }
+
+
+def build_manager(config: Config, metrics_dir: Path | None = None) -> honcho.manager.Manager:
+    """A honcho Manager running every process with REDIS_URL (and PROMETHEUS_MULTIPROC_DIR,
+    when given) exported to it."""
+    honcho.manager.KILL_WAIT = KILL_WAIT
+    env = {**os.environ, "REDIS_URL": config.redis_url or ""}
+    if metrics_dir:
+        # One directory for web and workers: the web's /metrics also counts the workers' work.
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Interleaved output in a terminal reads better as text; LOG_FORMAT=json to see production's.
+    env.setdefault("LOG_FORMAT", "text")
+    # A local stack's receivers live on this machine: private and loopback callbackUrls are
+    # allowed unless the caller says otherwise (production keeps the default, false).
+    env.setdefault("CALLBACK_ALLOW_PRIVATE", "true")
+    # Children write to a pipe; unbuffered, their lines reach the merged log as they happen.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    manager = honcho.manager.Manager()
+    for name, argv in process_commands(config).items():
+        # honcho runs each command through a shell; exec leaves the app itself as the child.
+        manager.add_process(name, "exec " + shlex.join(argv), env=env)
+    return manager
+
+
+@click.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run web, the two workers and beat with interleaved logs until Ctrl-C.
+
+    Callbacks to private and loopback addresses are allowed (CALLBACK_ALLOW_PRIVATE=true) unless
+    the environment sets it.
+
+    Without REDIS_URL an embedded Redis keeps its data in $DEVCMD_HOME/redis. If any process
+    exits, the others are stopped too, and the embedded Redis last.
+
+    Logs are text unless LOG_FORMAT=json. Every process writes its metrics to one fresh
+    directory (PROMETHEUS_MULTIPROC_DIR, removed at the end unless the environment names one),
+    so http://$HOST:$PORT/metrics counts web and workers together.
+    """
+    config: Config = ctx.obj
+    home = config.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    with redis_url(config) as url, metrics_directory(config, home) as metrics_dir:
+        manager = build_manager(config.with_(redis_url=url, home=home), metrics_dir)
+        click.echo(
+            f"devcmd: serving http://{config.host}:{config.port} (Redis {safe_url(url)}); "
+            "create an application with `devcmd apps create`"
+        )
+        manager.loop()
+    ctx.exit(manager.returncode or 0)
+
+
+@contextmanager
+def metrics_directory(config: Config, home: Path) -> Iterator[Path | None]:
+    """A fresh, empty PROMETHEUS_MULTIPROC_DIR under `home` for one run, removed afterwards;
+    None when the environment names one already (it is then used as it is)."""
+    if config.prometheus_multiproc_dir:
+        yield None
+        return
+    path = Path(tempfile.mkdtemp(prefix="metrics-", dir=home))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
