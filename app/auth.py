@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from flask import Blueprint, request
 
 from app.apidoc import doc
 from app.context import services
 from app.flow import limited
-from app.schemas import json_body
+from app.schemas import form_or_json, json_body
 from app.schemas.auth import LoginBody, LogoutBody, RefreshBody, TokenAnswer
 from devcmd import errors
 from devcmd.domain import auth
@@ -32,10 +30,8 @@ bp = Blueprint("auth", __name__, url_prefix="/iocm/app/sec/v1.1.0")
 )
 @limited("login")
 def login():
-    """Form (as OceanConnect) or JSON `appId` + `secret`."""
-    data = request.form or request.get_json(silent=True) or {}
-    if not isinstance(data, Mapping):
-        data = {}
+    """Form (as OceanConnect) or JSON `appId` + `secret`, declared or not."""
+    data = form_or_json()
     tokens = auth.login(services(), data.get("appId"), data.get("secret"))
     return TokenAnswer().dump(tokens)
 
@@ -44,12 +40,13 @@ def login():
 @doc(
     "Refresh: a new token pair (the refresh token works once)",
     body=RefreshBody,
+    body_types=("application/json", "application/x-www-form-urlencoded"),
     answers={200: TokenAnswer},
     raises=(errors.BadCredentials, errors.AppFrozen, errors.TokenInvalid, errors.Throttled),
 )
 @limited("login")
 def refresh():
-    body = json_body(RefreshBody())
+    body = RefreshBody().load(form_or_json())
     tokens = auth.refresh(services(), body["appId"], body["secret"], body["refreshToken"])
     return TokenAnswer().dump(tokens)
 

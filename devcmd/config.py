@@ -41,7 +41,7 @@ class Config:
     timer_batch: int = 1000
     enos_cancel_limit: int = 10_000
     enos_invoke_wait: float = 10.0
-    rate_limit_per_minute: int = 100
+    rate_limit_per_minute: int = 60_000
     login_failures_per_minute: int = 20
     revocation_queue_limit: int = 10_000
     callback_queue_limit: int = 10_000

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
+import orjson
 from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
@@ -95,6 +98,28 @@ def json_body(schema: Schema) -> dict:
     if not isinstance(data, dict):
         raise ValidationError("must be a JSON object", field_name="body")
     return schema.load(data)
+
+
+def form_or_json() -> dict:
+    """The body of a login or refresh: a form (as OceanConnect clients send it) or a JSON
+    object. A body without a Content-Type (some OceanConnect clients send none) is read as JSON
+    when it parses as a JSON object, else as a form. Another declared type is 415; anything
+    unreadable reads as `{}`, so the call is refused for what is missing."""
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return request.form.to_dict()
+    if request.mimetype:
+        require_json()
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else {}
+    raw = request.get_data()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return dict(parse_qsl(raw.decode(), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            return {}
+    return data if isinstance(data, dict) else {}
 
 
 def optional_json_body(schema: Schema) -> dict:

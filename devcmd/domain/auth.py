@@ -101,7 +101,8 @@ def delete_application(svc: Services, app_id: str, force: bool = False) -> dict:
 
 def set_rate_limit(svc: Services, app_id: str, per_minute: int | None) -> dict:
     """Give the application its own northbound calls per minute (None: back to the default,
-    RATE_LIMIT_PER_MINUTE). Every web process reads it on the next call. Raises AppNotFound."""
+    RATE_LIMIT_PER_MINUTE, where 0 means unlimited). Every web process reads it on the next
+    call. Raises AppNotFound."""
     if not svc.apps.get(app_id):
         raise errors.AppNotFound()
     svc.apps.set_rate_limit(app_id, per_minute)

@@ -28,13 +28,11 @@ def _config_variables() -> set[str]:
 
 def child_env(redis_url: str, home: Path, **settings: object) -> dict[str, str]:
     """The caller's environment minus devcmd's settings, plus REDIS_URL and `settings`; callbacks
-    to 127.0.0.1 are allowed (CALLBACK_ALLOW_PRIVATE=true), as under `devcmd run`, and flow
-    control is out of the way."""
+    to 127.0.0.1 are allowed (CALLBACK_ALLOW_PRIVATE=true), as under `devcmd run`; flow control
+    keeps its default."""
     env = {k: v for k, v in os.environ.items() if k not in _config_variables()}
     env.update(REDIS_URL=redis_url, DEVCMD_HOME=str(home), PYTHONUNBUFFERED="1")
     env.update(CALLBACK_ALLOW_PRIVATE="true")
-    # One test application makes hundreds of calls a minute (flow control has its own tests).
-    env.update(RATE_LIMIT_PER_MINUTE="1000000")
     env.update({name.upper(): str(value) for name, value in settings.items()})
     return env
 

@@ -17,14 +17,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def svc(redis_url) -> Services:
-    # The receivers of these tests listen on 127.0.0.1; tests make more calls a minute than the
-    # default flow control allows (test_flow_control.py sets its own limit).
+    # The receivers of these tests listen on 127.0.0.1; flow control keeps its default
+    # (test_flow_control.py sets the small limit it tests).
     config = Config().with_(
         redis_url=redis_url,
         sweep_batch=7,
         callback_timeout=1.0,
         callback_allow_private=True,
-        rate_limit_per_minute=1_000_000,
     )
     services = Services.from_config(config)
     yield services

@@ -25,9 +25,9 @@ class NullBroker:
 
 @pytest.fixture
 def svc() -> Services:
-    # Tests point callbacks at 127.0.0.1, and make far more calls a minute than the default
-    # flow control allows (tests/unit/test_flow_control.py sets its own limits).
-    config = Config().with_(callback_allow_private=True, rate_limit_per_minute=1_000_000)
+    # Tests point callbacks at 127.0.0.1; flow control keeps its default (test_flow_control.py
+    # sets the small limits it tests).
+    config = Config().with_(callback_allow_private=True)
     return Services(config, fakeredis.FakeRedis(decode_responses=True), NullBroker())
 
 

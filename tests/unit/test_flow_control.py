@@ -8,6 +8,7 @@ import pytest
 
 from app import create_app
 from devcmd import errors
+from devcmd.config import Config
 from devcmd.domain import auth
 from tests.unit.conftest import login_headers
 
@@ -146,3 +147,24 @@ def test_good_logins_do_not_use_up_the_login_limit(client, svc):
     auth.create_application(svc, app_id="app-a", secret="right")
     for _ in range(5):
         assert client.post(LOGIN, json={"appId": "app-a", "secret": "right"}).status_code == 200
+
+
+def test_the_default_limit_is_60000_a_minute(svc, headers):
+    """A new application at the defaults: far more than any first hour's calls."""
+    assert Config().rate_limit_per_minute == 60_000
+    svc.config = svc.config.with_(rate_limit_per_minute=Config().rate_limit_per_minute)
+    reply = create_app(services=svc).test_client().get(CMDS, headers=headers)
+    assert reply.status_code == 200
+    assert reply.headers["X-RateLimit-Limit"] == "60000"
+
+
+def test_a_zero_default_means_unlimited_and_asks_redis_nothing(svc, headers):
+    svc.config = svc.config.with_(rate_limit_per_minute=0)
+    client = create_app(services=svc).test_client()
+    for _ in range(5):
+        reply = query(client, headers)
+        assert reply.status_code == 200
+        assert "X-RateLimit-Limit" not in reply.headers
+    assert not svc.redis.keys("dc:limits*")
+    auth.set_rate_limit(svc, "app-a", 2)  # an application's own limit still applies
+    assert [query(client, headers).status_code for _ in range(3)] == [200, 200, 403]

@@ -159,6 +159,40 @@ def test_login_takes_a_form_or_json(client, svc):
     assert client.post(LOGIN, json={"appId": "app-z", "secret": "z"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "body", [b"appId=app-z&secret=z", b'{"appId": "app-z", "secret": "z"}', b"secret=z&appId=app-z"]
+)
+def test_login_without_a_content_type_reads_a_form_or_a_json_object(client, svc, body):
+    """As a public PHP OceanConnect client sends it: no Content-Type header at all."""
+    from devcmd.domain import auth
+
+    auth.create_application(svc, app_id="app-z", secret="z")
+    environ = client.post(LOGIN, data=body).request.environ
+    assert "CONTENT_TYPE" not in environ or not environ["CONTENT_TYPE"]
+    reply = client.post(LOGIN, data=body)
+    assert reply.status_code == 200
+    refresh = client.post(
+        "/iocm/app/sec/v1.1.0/refreshToken",
+        data=f"appId=app-z&secret=z&refreshToken={reply.json['refreshToken']}".encode(),
+    )
+    assert refresh.status_code == 200
+    assert refresh.json["accessToken"] != reply.json["accessToken"]
+
+
+@pytest.mark.parametrize("body", [b"appId=app-z", b"[1, 2]", b"\xff\xfe", b""])
+def test_an_undeclared_login_body_missing_a_field_is_refused_as_missing(client, svc, body):
+    from devcmd.domain import auth
+
+    auth.create_application(svc, app_id="app-z", secret="z")
+    reply = client.post(LOGIN, data=body)
+    assert (reply.status_code, reply.json["error_code"]) == (400, "102202")
+
+
+def test_a_login_declared_as_another_type_is_415(client):
+    reply = client.post(LOGIN, data=b"appId=a&secret=b", headers={"Content-Type": "text/plain"})
+    assert (reply.status_code, reply.json["error_code"]) == (415, "100022")
+
+
 @pytest.mark.parametrize("size", ["0", "1001"])
 def test_every_list_answers_at_most_1000_a_page(client, headers, device_id, size):
     for path in (CMDS, TASKS):
