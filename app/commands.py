@@ -6,6 +6,7 @@ from flask import Blueprint
 
 from app.apidoc import doc
 from app.context import app_id, authenticated, services
+from app.idempotency import idempotent, new_id
 from app.schemas import json_body, query_args
 from app.schemas.commands import (
     CancelCommandBody,
@@ -30,9 +31,11 @@ bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceComm
     answers={201: DeviceCommandResp},
     raises=(errors.DeviceNotFound, errors.PendingLimitReached),
 )
+@idempotent()
 def create():
     body = json_body(CreateCommandBody())
-    command = commands.create(services(), app_id(), body.pop("deviceId"), body.pop("command"), body)
+    device_id, command = body.pop("deviceId"), body.pop("command")
+    command = commands.create(services(), app_id(), device_id, command, body, command_id=new_id())
     return command_answer(command), 201
 
 

@@ -6,6 +6,7 @@ from flask import Blueprint
 
 from app.apidoc import doc
 from app.context import app_id, authenticated, services
+from app.idempotency import idempotent, new_id
 from app.schemas import json_body
 from app.schemas.devices import DeviceAnswer, RegisterBody, Registered
 from devcmd import errors
@@ -22,6 +23,7 @@ bp = Blueprint("devices", __name__, url_prefix="/iocm/app")
     answers={200: Registered},
     raises=(errors.NodeIdTaken, errors.IdentityTaken),
 )
+@idempotent()
 def register():
     body = json_body(RegisterBody())
     device = devices.register(
@@ -30,6 +32,7 @@ def register():
         body.pop("nodeId"),
         body.pop("verifyCode"),
         body.pop("timeout"),
+        device_id=new_id(),
         **body,
     )
     return Registered().dump(device)

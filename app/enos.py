@@ -10,6 +10,7 @@ from flask import Blueprint, g, request
 
 from app.apidoc import doc
 from app.context import acting_for, app_id, request_id, services
+from app.idempotency import idempotent, new_id
 from app.schemas import optional_json_body, query_args
 from app.schemas.enos import (
     CancelAnswer,
@@ -114,6 +115,7 @@ def invoke_service() -> dict:
         query["serviceId"],
         body["inputData"] or {},
         query,
+        new_id(),
     )
     return {"data": data}
 
@@ -130,6 +132,7 @@ ACTIONS = {
 @bp.route("/commands", methods=["GET", "POST"])
 @acting_for("orgId")
 @doc("EnOS commands: one path, the action in ?action=", dispatch=("action", ACTIONS))
+@idempotent(action="invokeService")
 def commands():
     """Dispatch on `action`; reads take GET or POST, writes POST only."""
     action = request.args.get("action", "")

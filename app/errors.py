@@ -37,6 +37,8 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.TaskNotFound: (404, "100434"),
     errors.Congested: (503, "100501"),
     errors.Throttled: (403, "1010009"),
+    errors.IdempotencyKeyReused: (422, "100422"),
+    errors.IdempotencyKeyInFlight: (409, "100409"),
 }
 
 HTTP_CODES = {404: "100022", 405: "100022", 413: "100022", 415: "100022"}
@@ -59,6 +61,8 @@ ENOS_CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.PendingLimitReached: (11902, "Cached command limit reached"),
     errors.Congested: (99503, "Service busy, retry later"),
     errors.Throttled: (99429, "Too many requests"),
+    errors.IdempotencyKeyReused: (99422, "Idempotency-Key used with another request"),
+    errors.IdempotencyKeyInFlight: (99425, "Request with this Idempotency-Key in progress"),
 }
 # action=get reports an unknown command with its own code, as EnOS documents it.
 ENOS_ACTION_CODES = {("get", errors.CommandNotFound): (11404, "commandId not found")}
@@ -131,7 +135,7 @@ def register(app: Flask) -> None:
             response = envelope(status, code, exc.message)
         if isinstance(exc, errors.DeviceAuthFailed):
             response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'
-        if isinstance(exc, errors.Congested):
+        if isinstance(exc, errors.Congested | errors.IdempotencyKeyInFlight):
             g.retry_after = exc.retry_after  # app.flow writes the header
         return response
 

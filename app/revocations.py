@@ -6,6 +6,7 @@ from flask import Blueprint
 
 from app.apidoc import doc
 from app.context import app_id, authenticated, services
+from app.idempotency import idempotent, new_id
 from app.schemas import json_body, query_args
 from app.schemas.commands import command_answer
 from app.schemas.revocations import CreateTaskBody, TaskAnswer, TaskCreated, TasksPage, TasksQuery
@@ -23,9 +24,10 @@ bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceC
     answers={201: TaskCreated},
     raises=(errors.DeviceNotFound, errors.Congested),
 )
+@idempotent()
 def create():
     body = json_body(CreateTaskBody())
-    task = revocations.open_task(services(), app_id(), body["deviceId"])
+    task = revocations.open_task(services(), app_id(), body["deviceId"], new_id())
     answer = TaskAnswer().dump(task)
     answer["deviceCommands"] = [command_answer(c) for c in task["deviceCommands"]]
     return answer, 201

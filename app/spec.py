@@ -34,6 +34,7 @@ APP_AUTH = (
     errors.NotAuthorized,
     errors.Throttled,
 )
+IDEMPOTENCY_ERRORS = (errors.IdempotencyKeyReused, errors.IdempotencyKeyInFlight)
 SECURITY_SCHEMES = {
     "app_key": {
         "type": "apiKey",
@@ -169,14 +170,39 @@ def _basics(view: Callable, note: RouteDoc, rule: Rule, method: str) -> dict:
     return operation
 
 
-def _raises(view: Callable, note: RouteDoc) -> tuple[type[errors.DomainError], ...]:
-    """What the route can raise: its own errors, its authentication's and bad input."""
+def _raises(
+    view: Callable, note: RouteDoc, action: str | None = None
+) -> tuple[type[errors.DomainError], ...]:
+    """What the route (or its EnOS `action`) can raise: its own errors, its authentication's,
+    bad input and, where it takes an Idempotency-Key, the key's refusals."""
     found = list(APP_AUTH if getattr(view, "acting_for", None) else ())
     if note.security == "device":
         found.append(errors.DeviceAuthFailed)
     if note.body or note.query:
         found.append(errors.InvalidInput)
+    if _idempotent(view, action):
+        found += [errors.InvalidInput, *IDEMPOTENCY_ERRORS]
     return tuple(dict.fromkeys([*found, *note.raises]))
+
+
+def _idempotent(view: Callable, action: str | None = None) -> bool:
+    """Whether the operation (or the EnOS action) takes an Idempotency-Key."""
+    marked = getattr(view, "idempotent", None)
+    return marked is True or (marked is not None and marked == action)
+
+
+def _idempotency_header(converter: Converter, action: str | None = None) -> dict:
+    where = f" (action={action} only)" if action else ""
+    description = (
+        f"Makes this POST safe to retry{where}: the same key from the same application with the "
+        "same request (method, path, query, body) within IDEMPOTENCY_TTL (24 h) answers the "
+        "first successful answer again (with `Idempotent-Replayed: true`) and creates nothing "
+        "more; with another request it is refused (422); while the first is still being "
+        "served, a retry waits up to IDEMPOTENCY_WAIT, then gets 409 with Retry-After. A "
+        'Structured Fields string (`"key"`) or bare text, 1-255 printable ASCII characters.'
+    )
+    schema = converter.field2property(fields.String(validate=validate.Length(1, 257)))
+    return {"in": "header", "name": "Idempotency-Key", "schema": schema, "description": description}
 
 
 def _parameters(converter: Converter, view: Callable, query: type[Schema] | None) -> list[dict]:
@@ -211,6 +237,8 @@ def _operation(converter: Converter, view: Callable, note: RouteDoc, rule: Rule,
     """An OceanConnect, southbound, health or docs operation."""
     operation = _basics(view, note, rule, method)
     operation["parameters"] = _parameters(converter, view, note.query)
+    if _idempotent(view):
+        operation["parameters"].append(_idempotency_header(converter))
     if note.body:
         content = {kind: {"schema": note.body} for kind in note.body_types}
         operation["requestBody"] = {"required": True, "content": content}
@@ -272,7 +300,7 @@ def _enos_operation(converter: Converter, view: Callable, note: RouteDoc, rule, 
     operation = _basics(view, note, rule, method)
     parameter, table = note.dispatch
     actions = {name: fn.openapi for name, (fn, methods) in table.items() if method in methods}
-    codes = {name: _enos_codes(name, _raises(view, doc)) for name, doc in actions.items()}
+    codes = {name: _enos_codes(name, _raises(view, doc, name)) for name, doc in actions.items()}
     described = [operation.get("description", ""), *_action_lines(parameter, actions, codes)]
     operation["description"] = "\n\n".join(line for line in described if line)
     choice = {"type": "string", "enum": list(actions)}
@@ -280,6 +308,11 @@ def _enos_operation(converter: Converter, view: Callable, note: RouteDoc, rule, 
         {"in": "query", "name": parameter, "required": True, "schema": choice},
         *_merged_parameters(converter, view, actions),
     ]
+    marked = getattr(view, "idempotent", None)
+    if marked and (marked is True or marked in actions):
+        operation["parameters"].append(
+            _idempotency_header(converter, None if marked is True else marked)
+        )
     bodies = list(dict.fromkeys(doc.body for doc in actions.values() if doc.body))
     if bodies and method == "POST":
         schema = bodies[0] if len(bodies) == 1 else {"anyOf": bodies}

@@ -43,6 +43,9 @@ class Config:
     enos_invoke_wait: float = 10.0
     rate_limit_per_minute: int = 60_000
     login_failures_per_minute: int = 20
+    idempotency_ttl: int = 24 * 3600
+    idempotency_lease: float = 60.0
+    idempotency_wait: float = 2.0
     revocation_queue_limit: int = 10_000
     callback_queue_limit: int = 10_000
     max_content_length: int = 1024 * 1024

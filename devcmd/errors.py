@@ -135,5 +135,25 @@ class Congested(DomainError):
         self.retry_after = retry_after
 
 
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key was used before with another request (method, path, query, body)."""
+
+    message = (
+        "This Idempotency-Key was used with a different request (method, path, query or body): "
+        "use a new key for a new request."
+    )
+
+
+class IdempotencyKeyInFlight(DomainError):
+    """The first request with this Idempotency-Key is still being served."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being processed; retry after "
+            f"{retry_after} s to get its answer."
+        )
+        self.retry_after = retry_after
+
+
 class Throttled(DomainError):
     """The calling application used up its calls for this minute (flow control)."""

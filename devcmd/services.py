@@ -13,6 +13,7 @@ from devcmd.store.auth import AppStore, TokenStore
 from devcmd.store.commands import CommandStore
 from devcmd.store.devices import DeviceStore
 from devcmd.store.health import HealthStore
+from devcmd.store.idempotency import IdempotencyStore
 from devcmd.store.notifications import NotificationStore, OutboxStore
 from devcmd.store.revocations import RevocationStore
 from devcmd.store.scripts import Scripts
@@ -73,6 +74,10 @@ class Services:
     @cached_property
     def health(self) -> HealthStore:
         return HealthStore(self.redis)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyStore:
+        return IdempotencyStore(self.redis, self.scripts)
 
     @cached_property
     def commands(self) -> CommandStore:

@@ -17,10 +17,12 @@ def create(
     command: dict,
     options: dict,
     extra: dict | None = None,
+    command_id: str | None = None,
 ) -> dict:
     """Queue a command (PENDING); `extra` fields are kept with it (EnOS's pendingTtl, timeout).
 
-    Raises DeviceNotFound or PendingLimitReached.
+    `command_id` fixes the id (an Idempotency-Key's): if that command exists already, it is
+    returned as it is now and nothing is queued. Raises DeviceNotFound or PendingLimitReached.
     """
     if not ids.is_valid(device_id):
         raise errors.DeviceNotFound()
@@ -30,7 +32,7 @@ def create(
     expire = options.get("expireTime")
     expire = DEFAULT_EXPIRE_SECONDS if expire is None else expire
     record = {
-        "commandId": ids.new_id(),
+        "commandId": command_id or ids.new_id(),
         "appId": app_id,
         "deviceId": device_id,
         "serviceId": command["serviceId"],
@@ -43,7 +45,9 @@ def create(
     } | (extra or {})
     # expireTime 0 means "now or never": the command is offered for a moment, then expires.
     due = now + (expire * 1000 if expire else svc.config.expire_zero_grace_ms)
-    svc.commands.create(record, due_ms=due, max_pending=svc.config.max_pending_per_device)
+    created = svc.commands.create(record, due_ms=due, max_pending=svc.config.max_pending_per_device)
+    if not created:
+        return get(svc, app_id, record["commandId"])
     record["status"] = "PENDING"
     return record
 

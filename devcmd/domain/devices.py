@@ -20,15 +20,19 @@ def register(
     node_id: str,
     verify_code: str | None,
     timeout: int | None,
+    *,
+    device_id: str | None = None,
     **enos: str | None,
 ) -> dict:
     """Register a device; returns {deviceId, verifyCode, timeout, psk} and its EnOS names.
 
     `enos` may carry `assetId`, `productKey` and `deviceKey` (the last two together), each
-    unique in the application. Raises NodeIdTaken, IdentityTaken or InvalidInput.
+    unique in the application. `device_id` fixes the id (an Idempotency-Key's): registering it
+    again keeps its names and gives it a new psk. Raises NodeIdTaken, IdentityTaken or
+    InvalidInput.
     """
     names = _enos_names(svc, app_id, enos)
-    device_id, psk, now = ids.new_id(), secrets.token_hex(16), now_ms()
+    device_id, psk, now = device_id or ids.new_id(), secrets.token_hex(16), now_ms()
     verify_code = verify_code or node_id
     timeout = DEFAULT_REGISTRATION_TIMEOUT if timeout is None else timeout
     record = {

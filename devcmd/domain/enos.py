@@ -128,20 +128,27 @@ def like(pattern: str) -> re.Pattern:
 
 
 def invoke_service(
-    svc: Services, app_id: str, device_id: str, service_id: str, input_data: dict, options: dict
+    svc: Services,
+    app_id: str,
+    device_id: str,
+    service_id: str,
+    input_data: dict,
+    options: dict,
+    command_id: str | None = None,
 ) -> dict:
     """Queue a service invocation; `options` has pendingTtl, timeout and callbackUrl.
 
     A cached command (pendingTtl > 0) waits up to pendingTtl seconds for the device and the
     answer is its id. An instant one (pendingTtl 0) must be taken within `timeout` seconds; the
     call waits for its result up to min(timeout, ENOS_INVOKE_WAIT) and answers outputData and
-    state. Raises DeviceNotFound, PendingLimitReached or InvalidInput (callbackUrl).
+    state. `command_id` fixes the command's id (an Idempotency-Key's). Raises DeviceNotFound,
+    PendingLimitReached or InvalidInput (callbackUrl).
     """
     ttl, timeout = options["pendingTtl"], options["timeout"]
     command = {"serviceId": service_id, "method": service_id, "paras": input_data}
     core = {"expireTime": ttl or timeout, "callbackUrl": options.get("callbackUrl")}
     extra = {"pendingTtl": ttl, "timeout": timeout, "commandType": SERVICE_INVOCATION}
-    record = commands.create(svc, app_id, device_id, command, core, extra)
+    record = commands.create(svc, app_id, device_id, command, core, extra, command_id)
     if ttl:
         return {"commandId": record["commandId"]}
     wait = min(timeout, svc.config.enos_invoke_wait)

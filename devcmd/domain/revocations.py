@@ -24,23 +24,26 @@ def admit(svc: Services) -> None:
             raise errors.Congested(queue, depth, limit, CONGESTION_RETRY_AFTER)
 
 
-def open_task(svc: Services, app_id: str, device_id: str) -> dict:
+def open_task(svc: Services, app_id: str, device_id: str, task_id: str | None = None) -> dict:
     """Open a task for every PENDING command of the device and enqueue its sweep.
 
     Costs the same whatever the backlog: the scope is a sequence range fixed by one Lua step,
-    which also fences it off from delivery. Raises DeviceNotFound, or Congested (nothing
-    written) while the revocations or callbacks queue is over its limit.
+    which also fences it off from delivery. `task_id` fixes the id (an Idempotency-Key's): a
+    task with that id open already is answered again, its scope unchanged. Raises
+    DeviceNotFound, or Congested (nothing written) while the revocations or callbacks queue is
+    over its limit.
     """
     if not ids.is_valid(device_id):
         raise errors.DeviceNotFound()
     admit(svc)
-    task_id = ids.new_id()
+    task_id = task_id or ids.new_id()
     cap = svc.config.task_inline_commands
     opened = svc.revocations.open(app_id, device_id, task_id, now_ms(), cap)
     svc.broker.sweep(app_id, device_id, task_id)
     metrics.TASKS_CREATED.inc()
     task = svc.revocations.get(app_id, device_id, task_id) or {}
-    task["status"] = "WAITING"
+    if opened.created:  # the 201 says WAITING even if a worker already started the sweep
+        task["status"] = "WAITING"
     task["deviceCommands"] = opened.scoped
     return task
 

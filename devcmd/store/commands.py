@@ -20,8 +20,9 @@ class CommandStore:
         self.scripts = scripts
         self.timers = TimerIndex(redis)
 
-    def create(self, record: dict, due_ms: int, max_pending: int) -> int:
-        """Queue a command; returns its sequence number. Raises DeviceNotFound, PendingLimitReached.
+    def create(self, record: dict, due_ms: int, max_pending: int) -> bool:
+        """Queue a command; False if a command with its id exists already (nothing changed).
+        Raises DeviceNotFound, PendingLimitReached.
 
         The application-level indexes are written first: if the script then refuses, they are
         removed; if the process dies in between, readers skip the dangling entry.
@@ -33,10 +34,10 @@ class CommandStore:
         script_keys = self.create_keys(app_id, device_id)
         document = orjson.dumps(record)
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
-        code, *rest = self.scripts.create_command(keys=script_keys, args=args)
+        code = self.scripts.create_command(keys=script_keys, args=args)[0]
         if code >= 0:
             self.timers.schedule(app_id, device_id, due_ms)
-            return rest[0]
+            return code == 1
         self._unindex(app_id, command_id)
         if code == -1:
             self.timers.forget_unknown(app_id, device_id)
@@ -61,7 +62,8 @@ class CommandStore:
     def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
         pipe = self.redis.pipeline()
         pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
-        pipe.zadd(keys.app_commands(app_id), {command_id: now})
+        # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
+        pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
         pipe.execute()
 
     def _unindex(self, app_id: str, command_id: str) -> None:

@@ -68,6 +68,12 @@ def app_command_devices(app_id: str) -> str:
     return f"{PREFIX}:{{{app_id}}}:command-devices"
 
 
+def idempotency(app_id: str, key_digest: str) -> str:
+    """Hash of one Idempotency-Key of the calling application: the request's fingerprint, its
+    state and, once answered, the answer (expires after IDEMPOTENCY_TTL)."""
+    return f"{PREFIX}:{{{app_id}}}:idem:{key_digest}"
+
+
 def app_tasks(app_id: str) -> str:
     return f"{PREFIX}:{{{app_id}}}:tasks"
 

@@ -20,6 +20,8 @@ NAMES = (
     "register_device",
     "claim_due",
     "take_token",
+    "claim_idempotency",
+    "settle_idempotency",
 )
 
 
@@ -46,3 +48,5 @@ class Scripts:
     register_device: Script
     claim_due: Script
     take_token: Script
+    claim_idempotency: Script
+    settle_idempotency: Script
