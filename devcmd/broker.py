@@ -48,11 +48,21 @@ def make_celery(config: Config) -> Celery:
         worker_soft_shutdown_timeout=15,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # Workers and beat retry a lost broker forever (Celery's default gives up after 100
+        # tries and exits): a broker outage of any length heals without a restart.
+        broker_connection_max_retries=None,
+        broker_connection_timeout=config.broker_connect_timeout,
+        # A publish to a broker that is down fails after one quick retry instead of four tries
+        # (each waiting for the connect timeout), so the web answers 503 within the timeouts.
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
         broker_transport_options={
             "visibility_timeout": 3600,
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
-            "health_check_interval": 10,
+            "health_check_interval": config.redis_health_check_interval,
+            # Above BRPOP's 1 s server-side wait, which the workers' event loop sends.
+            "socket_timeout": config.broker_socket_timeout,
+            "socket_connect_timeout": config.broker_connect_timeout,
         },
         task_default_queue=QUEUE_REVOCATIONS,
         task_routes={
