@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from kombu.exceptions import OperationalError
@@ -33,13 +33,35 @@ _STATE_CODES = re.compile(
 )
 
 
+# The server's own error code for the state, where redis-py parses it into a class.
+_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (rx.OutOfMemoryError, "OOM"),
+    (rx.ReadOnlyError, "READONLY"),
+    (rx.BusyLoadingError, "LOADING"),
+    (rx.TryAgainError, "TRYAGAIN"),
+    (rx.MasterDownError, "MASTERDOWN"),
+    (rx.ClusterDownError, "CLUSTERDOWN"),
+)
+
+
 def cause(exc: BaseException) -> str | None:
-    """A short name for the store's trouble if `exc` is one ("OOM", "TimeoutError", ...), else
-    None (the failure is a bug, not the store's state)."""
+    """A short name for the store's trouble if `exc` is one ("OOM", "READONLY", "LOADING",
+    "TimeoutError", "ConnectionError", ...), else None (a bug, not the store's state)."""
+    code = refusal(exc)
+    if code is not None:
+        return code
+    return type(exc).__name__ if isinstance(exc, UNAVAILABLE) else None
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The state code if the server answered that it refuses the command in its current state
+    (it then ran none of it: a caller may undo what it wrote before), else None; a timeout or
+    a dropped connection is not one (the command may have run)."""
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
     found = _STATE_CODES.search(str(exc)) if isinstance(exc, rx.ResponseError) else None
-    if isinstance(exc, UNAVAILABLE) or found:
-        return found.group(1) if found else type(exc).__name__
-    return None
+    return found.group(1) if found else None
 
 
 @contextmanager
@@ -53,3 +75,17 @@ def redone_later(what: str) -> Iterator[None]:
         if cause(exc) is None:
             raise
         log.warning("%s deferred to beat's recovery: %s", what, cause(exc))
+
+
+@contextmanager
+def undone_if_refused(undo: Callable[[], object]) -> Iterator[None]:
+    """Run the atomic step of a write whose earlier, separate writes (indexes in other hash
+    slots) `undo` removes if the server refuses the step (out of memory, read-only, ...): it
+    then ran none of it, and the call leaves no trace. After a timeout the step may have run,
+    so nothing is undone."""
+    try:
+        yield
+    except rx.RedisError as exc:
+        if refusal(exc):
+            undo()
+        raise

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import orjson
 from redis import Redis
 
-from devcmd import errors
+from devcmd import errors, faults
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 from devcmd.store.southbound import TimerIndex
@@ -33,7 +33,8 @@ class CommandStore:
         script_keys = self.create_keys(app_id, device_id)
         document = orjson.dumps(record)
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
-        code, *rest = self.scripts.create_command(keys=script_keys, args=args)
+        with faults.undone_if_refused(lambda: self._unindex(app_id, command_id)):
+            code, *rest = self.scripts.create_command(keys=script_keys, args=args)
         if code >= 0:
             self.timers.schedule(app_id, device_id, due_ms)
             return rest[0]
@@ -65,7 +66,7 @@ class CommandStore:
         pipe.execute()
 
     def _unindex(self, app_id: str, command_id: str) -> None:
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=False)  # no MULTI: refused when full
         pipe.hdel(keys.app_command_devices(app_id), command_id)
         pipe.zrem(keys.app_commands(app_id), command_id)
         pipe.execute()

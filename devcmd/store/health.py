@@ -40,3 +40,18 @@ class HealthStore:
             "devices_with_timers",
         )
         return dict(zip(names, pipe.execute(), strict=True))
+
+    def server_state(self) -> dict[str, int | str]:
+        """What decides whether the server can take writes, in one round trip (INFO answers
+        even while the server loads its data): `used_memory`, `maxmemory` (0: no limit),
+        `loading` (1 while loading), `role` (`master`, or `slave` for a read-only replica)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for section in ("memory", "persistence", "replication"):
+            pipe.info(section)
+        memory, persistence, replication = pipe.execute()
+        return {
+            "used_memory": int(memory["used_memory"]),
+            "maxmemory": int(memory.get("maxmemory", 0)),
+            "loading": int(persistence.get("loading", 0)),
+            "role": str(replication.get("role", "master")),
+        }
