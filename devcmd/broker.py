@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import before_task_publish
 from kombu.transport.redis import PRIORITY_STEPS, Channel
+from redis import ConnectionError as RedisConnectionError
 from redis import Redis
 
 from devcmd import logs
@@ -36,6 +37,7 @@ def queue_lists(queue: str) -> list[str]:
 
 def make_celery(config: Config) -> Celery:
     """A Celery app configured for at-least-once, crash-safe work on Redis."""
+    _survive_close_after_loss()
     celery = Celery("devcmd", broker=config.broker_url)
     celery.conf.update(
         task_acks_late=True,
@@ -84,6 +86,26 @@ def make_celery(config: Config) -> Celery:
         },
     )
     return celery
+
+
+def _survive_close_after_loss() -> None:
+    """Work around a kombu 5.7 bug that ends a worker when its broker goes away while it holds an
+    unacked message: closing the lost connection closes the channel a second time, and its
+    restore of unacked messages rebuilds a connection pool from a transport already closed
+    (`Transport.client` is None), raising AttributeError, which Celery treats as unrecoverable.
+    A connection error instead is ignored on close, and the worker reconnects; the message comes
+    back through the visibility timeout, a sweep sooner through beat's stall recovery."""
+    original = Channel._connparams
+    if getattr(original, "devcmd_guarded", False):
+        return
+
+    def connparams(self: Channel, asynchronous: bool = False) -> dict:
+        if self.connection.client is None:
+            raise RedisConnectionError("the broker connection is closed")
+        return original(self, asynchronous)
+
+    connparams.devcmd_guarded = True  # type: ignore[attr-defined]
+    Channel._connparams = connparams
 
 
 def queue_limits(config: Config) -> dict[str, int]:
