@@ -103,6 +103,8 @@ class BacklogCollector:
         alive = health.live_workers(self.svc)
         yield GaugeMetricFamily("devcmd_workers_alive", "Workers with a recent heartbeat.", alive)
         state = health.redis_state(self.svc)
+        if state is None:  # the server refuses INFO
+            return
         yield GaugeMetricFamily(
             "devcmd_redis_used_memory_bytes", "The data store's used_memory.", state["used_memory"]
         )

@@ -61,9 +61,9 @@ def _guarded(check: Callable[[], dict]) -> dict:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
-def redis_state(svc: Services) -> dict[str, int | str]:
-    """The data store's memory use and limit, loading flag and role (HealthStore.server_state).
-    Raises RedisError when it is unreachable."""
+def redis_state(svc: Services) -> dict[str, int | str] | None:
+    """The data store's memory use and limit, loading flag and role (HealthStore.server_state),
+    None where INFO is refused. Raises RedisError when it is unreachable."""
     return svc.health.server_state()
 
 
@@ -85,6 +85,8 @@ def write_trouble(state: dict[str, int | str], memory_limit: float) -> str | Non
 def _writable(svc: Services) -> dict:
     started = time.perf_counter()
     state = redis_state(svc)
+    if state is None:
+        return _ping(svc.redis) | {"memory": "not read: the server refuses INFO"}
     detail = {
         "latencyMs": round((time.perf_counter() - started) * 1000, 2),
         "usedMemory": state["used_memory"],
