@@ -324,3 +324,20 @@ def test_oom_between_the_indexes_and_the_script_of_a_create_leaves_no_trace(
     svc.scripts.create_command = real_script
     admin.config_set("maxmemory", 0)
     assert client.post(path, **kwargs).status_code == 201
+
+
+def test_oom_between_claiming_an_app_id_and_writing_the_app_leaves_the_id_free(admin, svc) -> None:
+    real_pipeline = svc.redis.pipeline
+
+    def fill_then_pipeline(*args, **kwargs):
+        admin.config_set("maxmemory", 1)
+        return real_pipeline(*args, **kwargs)
+
+    before = keys_and_values(admin)
+    svc.redis.pipeline = fill_then_pipeline
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        auth.create_application(svc, app_id="app-b", secret="secret-b")
+    svc.redis.pipeline = real_pipeline
+    assert keys_and_values(admin) == before
+    admin.config_set("maxmemory", 0)
+    assert auth.create_application(svc, app_id="app-b", secret="secret-b")["appId"] == "app-b"
