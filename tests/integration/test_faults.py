@@ -211,14 +211,18 @@ def test_a_full_server_refuses_writes_with_503_and_keeps_nothing_of_them(
     assert health.readiness(svc)[1]["redis"]["ok"]
 
 
-def test_readiness_fails_above_the_memory_limit_before_writes_fail(admin, svc) -> None:
+def test_readiness_fails_above_the_memory_limit_before_writes_fail(client, admin, svc) -> None:
     used = health.redis_state(svc)["used_memory"]
     limit = svc.config.redis_memory_ready_limit
-    admin.config_set("maxmemory", int(used / limit * 0.95))  # over the limit, under maxmemory
+    most = int(used / limit * 0.95)  # over the limit, under maxmemory
+    admin.config_set("maxmemory", most)
     ready, checks = health.readiness(svc)
     assert not ready
     assert "REDIS_MEMORY_READY_LIMIT" in checks["redis"]["error"]
     assert checks["redis"]["maxMemory"] > checks["redis"]["usedMemory"]
+    scrape = client.get("/metrics").text
+    assert f"devcmd_redis_maxmemory_bytes {float(most)}" in scrape
+    assert "devcmd_redis_used_memory_bytes " in scrape
     admin.config_set("maxmemory", int(used / limit * 2))
     assert health.readiness(svc)[1]["redis"]["ok"]
 
