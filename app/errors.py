@@ -8,11 +8,13 @@ import logging
 
 from flask import Flask, g, jsonify, request
 from flask_limiter import RateLimitExceeded
+from kombu.exceptions import OperationalError
 from marshmallow import ValidationError
+from redis import RedisError
 from werkzeug.exceptions import HTTPException
 
-from app.context import request_id
-from devcmd import errors
+from app.context import request_id, services
+from devcmd import errors, faults
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.Throttled: (403, "1010009"),
     errors.IdempotencyKeyReused: (422, "100422"),
     errors.IdempotencyKeyInFlight: (409, "100409"),
+    errors.StorageUnavailable: (503, "100503"),
 }
 
 HTTP_CODES = {404: "100022", 405: "100022", 413: "100022", 415: "100022"}
@@ -63,7 +66,11 @@ ENOS_CATALOGUE: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.Throttled: (99429, "Too many requests"),
     errors.IdempotencyKeyReused: (99422, "Idempotency-Key used with another request"),
     errors.IdempotencyKeyInFlight: (99425, "Request with this Idempotency-Key in progress"),
+    errors.StorageUnavailable: (99503, "Service unavailable, retry later"),
 }
+# EnOS answers outcomes with HTTP 200; these are answered with their own status as well, for
+# gateways and load balancers that retry on it.
+ENOS_STATUS = {errors.StorageUnavailable: 503}
 # action=get reports an unknown command with its own code, as EnOS documents it.
 ENOS_ACTION_CODES = {("get", errors.CommandNotFound): (11404, "commandId not found")}
 
@@ -103,7 +110,8 @@ def _enos_domain(exc: errors.DomainError):
     known = next((cls for cls in type(exc).__mro__ if cls in ENOS_CATALOGUE), None)
     code, msg = ENOS_CATALOGUE[known] if known else ENOS_INTERNAL
     code, msg = ENOS_ACTION_CODES.get((g.get("enos_action"), known), (code, msg))
-    return enos_envelope(code, msg, exc.message, 500 if code == ENOS_INTERNAL[0] else 200)
+    status = 500 if code == ENOS_INTERNAL[0] else ENOS_STATUS.get(known, 200)
+    return enos_envelope(code, msg, exc.message, status)
 
 
 def _enos_http(status: int, desc: str):
@@ -135,9 +143,23 @@ def register(app: Flask) -> None:
             response = envelope(status, code, exc.message)
         if isinstance(exc, errors.DeviceAuthFailed):
             response.headers["WWW-Authenticate"] = 'Basic realm="devcmd devices"'
-        if isinstance(exc, errors.Congested | errors.IdempotencyKeyInFlight):
-            g.retry_after = exc.retry_after  # app.flow writes the header
+        if getattr(exc, "retry_after", None) is not None:
+            # Set here too: app.flow's hook, which writes it again over flask-limiter's window,
+            # does not run when an earlier after-request hook fails on the same outage.
+            response.headers["Retry-After"] = str(exc.retry_after)
+            g.retry_after = exc.retry_after
         return response
+
+    @app.errorhandler(RedisError)
+    @app.errorhandler(OperationalError)
+    def _store(exc: Exception):
+        """The data store or broker in trouble (down, slow, loading, read-only, full): 503
+        with Retry-After; any other Redis error is a bug (500)."""
+        trouble = faults.cause(exc)
+        if trouble is None:
+            return _unexpected(exc)
+        log.warning("storage unavailable: %s: %s", trouble, str(exc)[:200])
+        return _domain(errors.StorageUnavailable(trouble, services().config.storage_retry_after))
 
     @app.errorhandler(RateLimitExceeded)
     def _throttled(exc: RateLimitExceeded):

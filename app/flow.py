@@ -41,8 +41,9 @@ def login_key() -> str:
 
 
 def failed(response: Response) -> bool:
-    """A login or refresh that did not yield tokens counts against the login limit."""
-    return response.status_code >= 400
+    """A login or refresh refused (4xx) counts against the login limit; one the service could
+    not answer (5xx, e.g. Redis down) is no guess at a secret."""
+    return 400 <= response.status_code < 500
 
 
 class FlowControl:
@@ -63,6 +64,10 @@ class FlowControl:
             strategy="sliding-window-counter",
             headers_enabled=True,
             retry_after="delta-seconds",
+            # A storage failure in the limiter is logged and the call goes on: the view's own
+            # Redis call then answers 503 (app.errors), and a failure while writing the limit
+            # headers after a successful call cannot turn it into a 500.
+            swallow_errors=True,
         )
         self.limits: dict[str, RouteLimit] = {
             "northbound": self.limiter.shared_limit(self.northbound_limit, scope="northbound"),

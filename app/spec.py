@@ -27,6 +27,10 @@ from devcmd.domain import idempotency
 
 OPENAPI_VERSION = "3.0.3"
 UNDOCUMENTED = {"static", "openapi.static"}  # static files (Swagger UI's)
+# Blueprints whose routes answer without the data store's help (/readyz reports its trouble in
+# its own answer, /metrics as `devcmd_redis_up`); every other route can meet StorageUnavailable.
+STORELESS = {"health", "metrics", "openapi"}
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
 APP_AUTH = (
     errors.AppKeyMissing,
     errors.TokenInvalid,
@@ -172,11 +176,14 @@ def _basics(view: Callable, note: RouteDoc, rule: Rule, method: str) -> dict:
 
 
 def _raises(
-    view: Callable, note: RouteDoc, action: str | None = None
+    view: Callable, note: RouteDoc, rule: Rule, action: str | None = None
 ) -> tuple[type[errors.DomainError], ...]:
     """What the route (or its EnOS `action`) can raise: its own errors, its authentication's,
-    bad input and, where it takes an Idempotency-Key, the key's refusals."""
+    bad input, the store's unavailability (any route that reads or writes Redis) and, where it
+    takes an Idempotency-Key, the key's refusals."""
     found = list(APP_AUTH if getattr(view, "acting_for", None) else ())
+    if rule.endpoint.partition(".")[0] not in STORELESS:
+        found.append(errors.StorageUnavailable)
     if note.security == "device":
         found.append(errors.DeviceAuthFailed)
     if note.body or note.query:
@@ -248,7 +255,8 @@ def _operation(converter: Converter, view: Callable, note: RouteDoc, rule: Rule,
     responses = {str(status): _answer(status, answer) for status, answer in note.answers.items()}
     if rule.rule.startswith(catalogue.ENOS_PREFIX):
         raise ValueError(f"{rule.rule}: EnOS routes are documented with dispatch=")
-    operation["responses"] = responses | _error_responses(_raises(view, note), bool(note.body))
+    raises = _raises(view, note, rule)
+    operation["responses"] = responses | _error_responses(raises, bool(note.body))
     return operation
 
 
@@ -271,6 +279,8 @@ def _error_responses(raises: Iterable[type[errors.DomainError]], has_body: bool)
     if "401" in responses and errors.DeviceAuthFailed in raises:
         challenge = {"schema": {"type": "string"}, "description": 'Basic realm="devcmd devices"'}
         responses["401"]["headers"] = {"WWW-Authenticate": challenge}
+    if "503" in responses:
+        responses["503"]["headers"] = RETRY_AFTER
     return responses
 
 
@@ -303,7 +313,9 @@ def _enos_operation(converter: Converter, view: Callable, note: RouteDoc, rule, 
     operation = _basics(view, note, rule, method)
     parameter, table = note.dispatch
     actions = {name: fn.openapi for name, (fn, methods) in table.items() if method in methods}
-    codes = {name: _enos_codes(name, _raises(view, doc, name)) for name, doc in actions.items()}
+    codes = {
+        name: _enos_codes(name, _raises(view, doc, rule, name)) for name, doc in actions.items()
+    }
     described = [operation.get("description", ""), *_action_lines(parameter, actions, codes)]
     operation["description"] = "\n\n".join(line for line in described if line)
     choice = {"type": "string", "enum": list(actions)}
@@ -329,7 +341,7 @@ def _enos_codes(action: str, raises: Iterable[type[errors.DomainError]]) -> dict
     """EnOS code -> what causes it, for one action (the dispatch's own 99400 included)."""
     found: dict[int, list[str]] = defaultdict(list)
     found[catalogue.ENOS_INVALID[0]].append("unknown action, or a write called with GET")
-    for exc in raises:
+    for exc in (exc for exc in raises if exc not in catalogue.ENOS_STATUS):
         code, _ = catalogue.ENOS_ACTION_CODES.get(
             (action, exc), catalogue.ENOS_CATALOGUE.get(exc, catalogue.ENOS_INTERNAL)
         )
@@ -377,6 +389,8 @@ def _enos_responses(actions: dict[str, RouteDoc], codes: dict[str, dict]) -> dic
     answers = list(dict.fromkeys(doc.answers[200] for doc in actions.values()))
     schema = {"anyOf": [*answers, _narrowed("EnosError", "code", every)]}
     internal = _narrowed("EnosError", "code", [catalogue.ENOS_INTERNAL[0]])
+    own_status = [catalogue.ENOS_CATALOGUE[exc][0] for exc in catalogue.ENOS_STATUS]
+    unavailable = _narrowed("EnosError", "code", own_status)
     return {
         "200": {
             "description": "The action's answer (`code` 0) or its failure (`code` listed below)",
@@ -385,5 +399,10 @@ def _enos_responses(actions: dict[str, RouteDoc], codes: dict[str, dict]) -> dic
         "500": {
             "description": "`99500`: internal error",
             "content": {"application/json": {"schema": internal}},
+        },
+        "503": {
+            "description": "`99503`: the data store or broker is unavailable; retry later",
+            "headers": RETRY_AFTER,
+            "content": {"application/json": {"schema": unavailable}},
         },
     }

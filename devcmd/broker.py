@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import before_task_publish
 from kombu.transport.redis import PRIORITY_STEPS, Channel
+from redis import ConnectionError as RedisConnectionError
 from redis import Redis
 
 from devcmd import logs
@@ -36,6 +37,7 @@ def queue_lists(queue: str) -> list[str]:
 
 def make_celery(config: Config) -> Celery:
     """A Celery app configured for at-least-once, crash-safe work on Redis."""
+    _survive_close_after_loss()
     celery = Celery("devcmd", broker=config.broker_url)
     celery.conf.update(
         task_acks_late=True,
@@ -48,11 +50,21 @@ def make_celery(config: Config) -> Celery:
         worker_soft_shutdown_timeout=15,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # Workers and beat retry a lost broker forever (Celery's default gives up after 100
+        # tries and exits): a broker outage of any length heals without a restart.
+        broker_connection_max_retries=None,
+        broker_connection_timeout=config.broker_connect_timeout,
+        # A publish to a broker that is down fails after one quick retry instead of four tries
+        # (each waiting for the connect timeout), so the web answers 503 within the timeouts.
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
         broker_transport_options={
             "visibility_timeout": 3600,
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
-            "health_check_interval": 10,
+            "health_check_interval": config.redis_health_check_interval,
+            # Above BRPOP's 1 s server-side wait, which the workers' event loop sends.
+            "socket_timeout": config.broker_socket_timeout,
+            "socket_connect_timeout": config.broker_connect_timeout,
         },
         task_default_queue=QUEUE_REVOCATIONS,
         task_routes={
@@ -74,6 +86,26 @@ def make_celery(config: Config) -> Celery:
         },
     )
     return celery
+
+
+def _survive_close_after_loss() -> None:
+    """Work around a kombu 5.7 bug that ends a worker when its broker goes away while it holds an
+    unacked message: closing the lost connection closes the channel a second time, and its
+    restore of unacked messages rebuilds a connection pool from a transport already closed
+    (`Transport.client` is None), raising AttributeError, which Celery treats as unrecoverable.
+    A connection error instead is ignored on close, and the worker reconnects; the message comes
+    back through the visibility timeout, a sweep sooner through beat's stall recovery."""
+    original = Channel._connparams
+    if getattr(original, "devcmd_guarded", False):
+        return
+
+    def connparams(self: Channel, asynchronous: bool = False) -> dict:
+        if self.connection.client is None:
+            raise RedisConnectionError("the broker connection is closed")
+        return original(self, asynchronous)
+
+    connparams.devcmd_guarded = True  # type: ignore[attr-defined]
+    Channel._connparams = connparams
 
 
 def queue_limits(config: Config) -> dict[str, int]:

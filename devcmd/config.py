@@ -55,6 +55,14 @@ class Config:
     log_level: str = "INFO"
     prometheus_multiproc_dir: str | None = None
     worker_metrics_port: int = 0
+    redis_connect_timeout: float = 2.0
+    redis_socket_timeout: float = 2.0
+    redis_health_check_interval: int = 10
+    broker_connect_timeout: float = 2.0
+    broker_socket_timeout: float = 5.0
+    storage_retry_after: int = 5
+    redis_memory_ready_limit: float = 0.9
+    worker_stop_timeout: float = 25.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,10 +42,20 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on 127.0.0.1:`port` keeping its files in `directory`."""
 
-    def __init__(self, directory: Path, port: int, *, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        *,
+        appendonly: bool = True,
+        extra_args: Sequence[str] = (),
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.directory = Path(directory).resolve()
         self.port = port
         self.appendonly = appendonly
+        self.extra_args = tuple(extra_args)  # e.g. ("--enable-debug-command", "yes") for tests
+        self.preexec_fn = preexec_fn  # run in the child before exec (devcmd run: die with it)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -64,6 +74,7 @@ class RedisServer:
             "--save", "",
             "--pidfile", str(self.directory / "redis.pid"),
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
 
     def is_up(self) -> bool:
@@ -75,7 +86,9 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.args(), stdin=subprocess.DEVNULL, preexec_fn=self.preexec_fn
+        )
         deadline = time.monotonic() + timeout
         while not self.is_up():
             if self.process.poll() is not None or time.monotonic() > deadline:

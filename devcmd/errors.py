@@ -157,3 +157,14 @@ class IdempotencyKeyInFlight(DomainError):
 
 class Throttled(DomainError):
     """The calling application used up its calls for this minute (flow control)."""
+
+
+class StorageUnavailable(DomainError):
+    """The data store or the broker cannot take the call now (down, timing out, loading its
+    data, read-only after a failover, out of memory, or a cluster failing over); nothing of the
+    call was written, and the same call may be repeated after `retry_after` seconds."""
+
+    def __init__(self, cause: str, retry_after: int) -> None:
+        super().__init__(f"Storage unavailable ({cause}); retry later.")
+        self.cause = cause
+        self.retry_after = retry_after

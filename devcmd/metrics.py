@@ -102,6 +102,18 @@ class BacklogCollector:
             yield GaugeMetricFamily(f"devcmd_{name}", _BACKLOG_HELP[name], value=value)
         alive = health.live_workers(self.svc)
         yield GaugeMetricFamily("devcmd_workers_alive", "Workers with a recent heartbeat.", alive)
+        state = health.redis_state(self.svc)
+        if state is None:  # the server refuses INFO
+            return
+        yield GaugeMetricFamily(
+            "devcmd_redis_used_memory_bytes", "The data store's used_memory.", state["used_memory"]
+        )
+        yield GaugeMetricFamily(
+            "devcmd_redis_maxmemory_bytes",
+            "The data store's maxmemory (0: no limit); /readyz fails above "
+            "REDIS_MEMORY_READY_LIMIT of it.",
+            state["maxmemory"],
+        )
 
     def _queues(self) -> Iterator[Metric]:
         """Queue depths and limits; none when the broker is not a Redis devcmd reads."""

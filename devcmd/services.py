@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from redis import ConnectionError as RedisConnectionError
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from devcmd.broker import Broker, make_celery
 from devcmd.config import Config
@@ -20,6 +23,22 @@ from devcmd.store.scripts import Scripts
 from devcmd.store.southbound import SouthboundStore
 
 
+def redis_client(url: str, config: Config, **options) -> Redis:
+    """A client of `url` that never hangs: REDIS_CONNECT_TIMEOUT and REDIS_SOCKET_TIMEOUT bound
+    every command (devcmd sends no blocking command), pooled connections idle for
+    REDIS_HEALTH_CHECK_INTERVAL seconds are PINGed before use, and a dropped connection is retried
+    once at once (a restarted server), a timeout never (redis-py's default, three retries with
+    backoff up to 10 s, would hold a request for tens of seconds)."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=config.redis_connect_timeout,
+        socket_timeout=config.redis_socket_timeout,
+        health_check_interval=config.redis_health_check_interval,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        **options,
+    )
+
+
 @dataclass
 class Services:
     """What a domain function needs: configuration, stores and a way to enqueue work."""
@@ -32,7 +51,7 @@ class Services:
     def from_config(cls, config: Config, broker: Broker | None = None) -> Services:
         if not config.redis_url:
             raise RuntimeError("REDIS_URL is not set (devcmd run sets it for its processes)")
-        redis = Redis.from_url(config.redis_url, decode_responses=True, health_check_interval=10)
+        redis = redis_client(config.redis_url, config, decode_responses=True)
         return cls(config, redis, broker or Broker(make_celery(config)))
 
     def close(self) -> None:
@@ -52,8 +71,7 @@ class Services:
             return self.redis
         if not url.startswith(("redis://", "rediss://", "unix://")):
             return None
-        # Short timeouts: readiness and backpressure read it, and must answer when it is down.
-        return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        return redis_client(url, self.config)
 
     @cached_property
     def scripts(self) -> Scripts:

@@ -5,7 +5,7 @@ Building the Celery app opens no connection; tasks build their Redis client on f
 
 from devcmd.broker import make_celery
 from devcmd.config import Config
-from workers import observe  # noqa: F401  (connects the logging and metrics signals)
+from workers import lifecycle, observe  # noqa: F401  (connect logging, metrics, stop signals)
 
 app = make_celery(Config.from_env())
 app.conf.include = [

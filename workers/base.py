@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import inspect
 
-import redis
 from celery import Celery, Task
 
-from devcmd import logs
+from devcmd import faults, logs
 from devcmd.broker import REQUEST_ID_HEADER, Broker
 from devcmd.config import Config
 from devcmd.services import Services
@@ -27,9 +26,10 @@ def services(celery: Celery) -> Services:
 class DevcmdTask(Task):
     """Runs with a logging context (the request id the task was sent with, its Celery task id
     and name, and its app_id, device_id and task_id arguments); retries on Redis connection
-    trouble; everything else is the task's own decision."""
+    trouble (down, timing out, loading, read-only, out of memory); everything else is the
+    task's own decision."""
 
-    autoretry_for = (redis.ConnectionError, redis.TimeoutError)
+    autoretry_for = faults.UNAVAILABLE
     retry_backoff = 1
     retry_backoff_max = 60
     retry_jitter = True

@@ -26,7 +26,10 @@ def _beat(hostname: str) -> None:
         except RedisError as exc:
             log.warning("heartbeat missed: %s", exc)
         _stop.wait(interval)
-    svc.health.leave(hostname)
+    try:
+        svc.health.leave(hostname)
+    except RedisError as exc:  # the entry ages out of /readyz's count by itself
+        log.warning("heartbeat not withdrawn: %s", exc)
 
 
 @worker_ready.connect

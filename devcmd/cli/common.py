@@ -8,7 +8,9 @@ on EMBEDDED_REDIS_PORT: reused when it already runs there, else started and stop
 from __future__ import annotations
 
 import json
+import logging
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,31 +18,61 @@ from typing import Any
 import click
 from redis import RedisError
 
-from devcmd import errors
+from devcmd import errors, lifecycle
 from devcmd.config import Config
 from devcmd.embedded import RedisServer
 from devcmd.services import Services
 
+log = logging.getLogger(__name__)
+RESTART_CHECK_SECONDS = 1.0
+
 
 @contextmanager
-def redis_url(config: Config) -> Iterator[str]:
+def redis_url(config: Config, supervise: bool = False) -> Iterator[str]:
     """REDIS_URL if set; else the embedded server's URL, starting (and then stopping) it if needed.
 
-    Raises click.ClickException if the embedded server cannot start.
+    With `supervise` (devcmd run), a started server dies with this process, even a SIGKILLed
+    one, and is started again, with a log line, whenever it dies meanwhile. Raises
+    click.ClickException if the embedded server cannot start.
     """
     if config.redis_url:
         yield config.redis_url
         return
-    server = RedisServer(config.home / "redis", config.embedded_redis_port)
+    guard = lifecycle.die_with_parent if supervise else None
+    server = RedisServer(config.home / "redis", config.embedded_redis_port, preexec_fn=guard)
     if server.is_up():
         # Another `devcmd run` (or admin command) owns it; it also stops it.
         yield server.url
         return
+    stopping = threading.Event()
     try:
         _start_shielded(server)
+        if supervise:
+            threading.Thread(
+                target=_keep_up, args=(server, stopping), name="redis-supervisor", daemon=True
+            ).start()
         yield server.url
     finally:
+        stopping.set()
         server.stop()
+
+
+def _keep_up(server: RedisServer, stopping: threading.Event) -> None:
+    """Start `server` again whenever its process ends, until `stopping` is set. Its data
+    survives in its AOF; clients reconnect by themselves (devcmd.services.redis_client)."""
+    while not stopping.wait(RESTART_CHECK_SECONDS):
+        process = server.process
+        if process is None or process.poll() is None or stopping.is_set():
+            continue
+        click.echo(
+            f"devcmd: the embedded Redis (port {server.port}) exited with {process.returncode}; "
+            "starting it again",
+            err=True,
+        )
+        try:
+            _start_shielded(server)
+        except click.ClickException as exc:
+            log.error("%s; trying again", exc.message)
 
 
 def _start_shielded(server: RedisServer) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -13,15 +15,18 @@ from pathlib import Path
 
 import click
 import honcho.manager
+import honcho.process
 
+from devcmd import lifecycle
 from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
 from devcmd.cli.common import redis_url, safe_url
 from devcmd.config import Config
 
-# honcho SIGKILLs the children still running this many seconds after its SIGTERM. Its default of
-# 5 s is shorter than the worker's soft shutdown (worker_soft_shutdown_timeout=15 in
-# devcmd.broker), and a SIGKILLed worker's unacked tasks only return after the visibility timeout.
-KILL_WAIT = 20
+# honcho SIGKILLs the children still running this many seconds after WORKER_STOP_TIMEOUT (when a
+# worker ends by itself after SIGTERM, see workers.lifecycle). honcho's default of 5 s is shorter
+# than the worker's soft shutdown (worker_soft_shutdown_timeout=15 in devcmd.broker), and a
+# SIGKILLed worker's unacked tasks only return after the visibility timeout.
+KILL_MARGIN = 5
 
 GUNICORN_CONFIG = "python:devcmd.gunicorn_config"
 
@@ -76,7 +81,7 @@ def process_commands(config: Config) -> dict[str, list[str]]:
 def build_manager(config: Config, metrics_dir: Path | None = None) -> honcho.manager.Manager:
     """A honcho Manager running every process with REDIS_URL (and PROMETHEUS_MULTIPROC_DIR,
     when given) exported to it."""
-    honcho.manager.KILL_WAIT = KILL_WAIT
+    honcho.manager.KILL_WAIT = config.worker_stop_timeout + KILL_MARGIN
     env = {**os.environ, "REDIS_URL": config.redis_url or ""}
     if metrics_dir:
         # One directory for web and workers: the web's /metrics also counts the workers' work.
@@ -89,6 +94,7 @@ def build_manager(config: Config, metrics_dir: Path | None = None) -> honcho.man
     # Children write to a pipe; unbuffered, their lines reach the merged log as they happen.
     env.setdefault("PYTHONUNBUFFERED", "1")
     manager = honcho.manager.Manager()
+    manager._process_ctor = DiesWithRun  # honcho has no public hook for how children start
     for name, argv in process_commands(config).items():
         # honcho runs each command through a shell; exec leaves the app itself as the child.
         manager.add_process(name, "exec " + shlex.join(argv), env=env)
@@ -113,7 +119,7 @@ def run(ctx: click.Context) -> None:
     config: Config = ctx.obj
     home = config.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    with redis_url(config) as url, metrics_directory(config, home) as metrics_dir:
+    with redis_url(config, supervise=True) as url, metrics_directory(config, home) as metrics_dir:
         manager = build_manager(config.with_(redis_url=url, home=home), metrics_dir)
         click.echo(
             f"devcmd: serving http://{config.host}:{config.port} (Redis {safe_url(url)}); "
@@ -121,6 +127,21 @@ def run(ctx: click.Context) -> None:
         )
         manager.loop()
     ctx.exit(manager.returncode or 0)
+
+
+class DiesWithRun(honcho.process.Process):
+    """honcho's runner of one process (a forked Python process that starts the app through a
+    shell `exec` in a session of its own, out of reach of a signal to devcmd run's group), made
+    to die with its parent: even a SIGKILLed `devcmd run` leaves no process behind. The runner
+    gets SIGKILL (it only relays output), the app SIGTERM, so it still stops in order (a worker
+    within WORKER_STOP_TIMEOUT)."""
+
+    def run(self, events=None, ignore_signals=False) -> None:
+        lifecycle.die_with_parent(signal.SIGKILL)
+        self._child_ctor = functools.partial(
+            honcho.process.Popen, preexec_fn=lifecycle.die_with_parent
+        )
+        super().run(events, ignore_signals)
 
 
 @contextmanager

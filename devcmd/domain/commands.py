@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devcmd import errors
+from devcmd import errors, faults
 from devcmd.clock import now_ms
 from devcmd.domain import callback_guard, ids
 from devcmd.services import Services
@@ -78,8 +78,13 @@ def status(svc: Services, app_id: str, device_id: str, command_id: str) -> str |
 def cancel(svc: Services, app_id: str, command_id: str) -> dict:
     """Cancel one PENDING command. Raises CommandNotFound or CommandNotCancellable."""
     command = get(svc, app_id, command_id)
+    if command.get("callbackUrl"):
+        # Marked before the cancel, whose callback event it announces: if the store fails in
+        # between, a dirty mark with nothing new is harmless; a cancel without it would leave
+        # its callback unsent until the device's next event.
+        svc.outbox.mark_dirty(app_id, command["deviceId"])
     svc.commands.cancel(app_id, command["deviceId"], command_id, now_ms())
     if command.get("callbackUrl"):
-        svc.outbox.mark_dirty(app_id, command["deviceId"])
-        svc.broker.flush(app_id, command["deviceId"])
+        with faults.redone_later(f"flush of {command['deviceId']}"):  # drain_dirty redoes it
+            svc.broker.flush(app_id, command["deviceId"])
     return get(svc, app_id, command_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from devcmd import errors
+from devcmd import errors, faults
 from devcmd.clock import now_ms
 from devcmd.domain import ids, revocations
 from devcmd.services import Services
@@ -119,4 +119,5 @@ def delete(svc: Services, app_id: str, device_id: str) -> None:
     task_id = ids.new_id()
     svc.revocations.open(app_id, device_id, task_id, now_ms(), cap=0, internal=True)
     svc.devices.unindex(app_id, device_id, device)
-    svc.broker.sweep(app_id, device_id, task_id)
+    with faults.redone_later(f"sweep of deleted device {device_id}"):  # resume_stalled redoes it
+        svc.broker.sweep(app_id, device_id, task_id)

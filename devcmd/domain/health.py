@@ -15,10 +15,11 @@ NOT_READ = "the broker is not a plain Redis URL (e.g. Sentinel): not read"
 
 
 def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
-    """Redis and the broker answer, a worker has beaten within WORKER_HEARTBEAT_TTL, and every
-    queue is under its limit. Returns (all passed, {check: {"ok": ..., detail}}); never raises
-    for an unreachable server, which is a failed check."""
-    checks = {"redis": _guarded(lambda: _ping(svc.redis))}
+    """Redis answers and can take writes (not loading, not a read-only replica, memory under
+    REDIS_MEMORY_READY_LIMIT of maxmemory), the broker answers, a worker has beaten within
+    WORKER_HEARTBEAT_TTL, and every queue is under its limit. Returns (all passed, {check:
+    {"ok": ..., detail}}); never raises for an unreachable server, which is a failed check."""
+    checks = {"redis": _guarded(lambda: _writable(svc))}
     if svc.broker_redis is svc.redis:
         checks["broker"] = {**checks["redis"], "sameAsRedis": True}
     elif svc.broker_redis is None:
@@ -48,7 +49,9 @@ def live_workers(svc: Services) -> int:
 
 
 def _after(needed: dict, name: str, check: Callable[[], dict]) -> dict:
-    return _guarded(check) if needed["ok"] else {"ok": False, "error": f"{name} is down"}
+    """Run `check` if the server it needs answered (even one that cannot take writes)."""
+    answered = needed["ok"] or "latencyMs" in needed
+    return _guarded(check) if answered else {"ok": False, "error": f"{name} is down"}
 
 
 def _guarded(check: Callable[[], dict]) -> dict:
@@ -56,6 +59,42 @@ def _guarded(check: Callable[[], dict]) -> dict:
         return check()
     except RedisError as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+def redis_state(svc: Services) -> dict[str, int | str] | None:
+    """The data store's memory use and limit, loading flag and role (HealthStore.server_state),
+    None where INFO is refused. Raises RedisError when it is unreachable."""
+    return svc.health.server_state()
+
+
+def write_trouble(state: dict[str, int | str], memory_limit: float) -> str | None:
+    """Why a server in `state` cannot take writes now, or None."""
+    if state["loading"]:
+        return "Redis is loading its data"
+    if state["role"] != "master":
+        return f"Redis is a read-only {state['role']} (a failover in progress?)"
+    used, most = int(state["used_memory"]), int(state["maxmemory"])
+    if most and used > memory_limit * most:
+        return (
+            f"Redis memory: used_memory {used} B is {used / most:.0%} of maxmemory {most} B "
+            f"(REDIS_MEMORY_READY_LIMIT {memory_limit:.0%})"
+        )
+    return None
+
+
+def _writable(svc: Services) -> dict:
+    started = time.perf_counter()
+    state = redis_state(svc)
+    if state is None:
+        return _ping(svc.redis) | {"memory": "not read: the server refuses INFO"}
+    detail = {
+        "latencyMs": round((time.perf_counter() - started) * 1000, 2),
+        "usedMemory": state["used_memory"],
+        "maxMemory": state["maxmemory"],
+        "role": state["role"],
+    }
+    trouble = write_trouble(state, svc.config.redis_memory_ready_limit)
+    return {"ok": trouble is None, **detail} | ({"error": trouble} if trouble else {})
 
 
 def _ping(client: Redis) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from devcmd import errors, metrics
+from devcmd import errors, faults, metrics
 from devcmd.clock import now_ms
 from devcmd.domain import health, ids
 from devcmd.services import Services
@@ -39,7 +39,10 @@ def open_task(svc: Services, app_id: str, device_id: str, task_id: str | None = 
     task_id = task_id or ids.new_id()
     cap = svc.config.task_inline_commands
     opened = svc.revocations.open(app_id, device_id, task_id, now_ms(), cap)
-    svc.broker.sweep(app_id, device_id, task_id)
+    # The task is accepted once open: a lost enqueue is redone by resume_stalled, so the call
+    # still answers 201 (a 503 would tell the client that nothing happened).
+    with faults.redone_later(f"sweep of task {task_id}"):
+        svc.broker.sweep(app_id, device_id, task_id)
     metrics.TASKS_CREATED.inc()
     task = svc.revocations.get(app_id, device_id, task_id) or {}
     if opened.created:  # the 201 says WAITING even if a worker already started the sweep
@@ -72,7 +75,8 @@ def revoke_now(svc: Services, app_id: str, device_id: str, limit: int) -> list[d
         if batch.done:
             break
     if cancelled:
-        svc.broker.flush(app_id, device_id)
+        with faults.redone_later(f"flush of {device_id}"):  # the device is marked dirty
+            svc.broker.flush(app_id, device_id)
     metrics.COMMANDS_REVOKED.inc(len(cancelled))
     return svc.commands.load(app_id, ((device_id, command_id) for command_id in cancelled))
 

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 
-from devcmd import errors
+from devcmd import errors, faults
 from devcmd.clock import now_ms
 from devcmd.domain import ids
 from devcmd.services import Services
@@ -48,10 +48,11 @@ def ack(svc: Services, app_id: str, device_id: str, command_id: str) -> None:
 
 def finish(svc: Services, app_id: str, device_id: str, command_id: str, code: str, detail) -> None:
     """End a command SUCCESSFUL or FAILED. Raises CommandNotFound or IllegalTransition."""
+    svc.outbox.mark_dirty(app_id, device_id)  # before the event it announces (see _notify)
     svc.southbound.finish(
         app_id, device_id, command_id, now_ms(), code, json.dumps(detail, separators=(",", ":"))
     )
-    _notify(svc, app_id, device_id)
+    _flush(svc, app_id, device_id)
 
 
 def tick(svc: Services) -> int:
@@ -66,5 +67,13 @@ def tick(svc: Services) -> int:
 
 
 def _notify(svc: Services, app_id: str, device_id: str) -> None:
+    """Announce events already in the device's outbox. Where the caller knows beforehand that
+    a transition makes one, it marks the outbox dirty before it, so a store failure after the
+    transition cannot leave an event that beat's drain never finds."""
     svc.outbox.mark_dirty(app_id, device_id)
-    svc.broker.flush(app_id, device_id)
+    _flush(svc, app_id, device_id)
+
+
+def _flush(svc: Services, app_id: str, device_id: str) -> None:
+    with faults.redone_later(f"flush of {device_id}"):  # the outbox is marked dirty
+        svc.broker.flush(app_id, device_id)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 from redis import Redis
 
+from devcmd import faults
 from devcmd.clock import now_ms
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
@@ -27,10 +29,13 @@ class AppStore:
         """Store a new application; False if the appId is taken."""
         if not self.redis.hsetnx(keys.app(app_id), "appId", app_id):
             return False
-        pipe = self.redis.pipeline()
-        pipe.hset(keys.app(app_id), mapping=record)
-        pipe.sadd(keys.apps(), app_id)
-        pipe.execute()
+        # Refused (e.g. out of memory) after the claim: drop the claim, or the appId would stay
+        # taken by a record without a secret.
+        with faults.undone_if_refused(partial(self.redis.delete, keys.app(app_id))):
+            pipe = self.redis.pipeline()
+            pipe.hset(keys.app(app_id), mapping=record)
+            pipe.sadd(keys.apps(), app_id)
+            pipe.execute()
         return True
 
     def get(self, app_id: str) -> dict[str, str] | None:

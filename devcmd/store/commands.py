@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import orjson
 from redis import Redis
 
-from devcmd import errors
+from devcmd import errors, faults
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 from devcmd.store.southbound import TimerIndex
@@ -29,16 +29,20 @@ class CommandStore:
         """
         app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
         now = record["creationTime"]
-        self._index(app_id, device_id, command_id, now)
+        # Only indexes this call added are removed on a refusal: a second attempt at the same
+        # command (Idempotency-Key) must never unindex the first attempt's command.
+        added = self._index(app_id, device_id, command_id, now)
+        undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
         self.timers.schedule(app_id, device_id, due_ms)
         script_keys = self.create_keys(app_id, device_id)
         document = orjson.dumps(record)
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
-        code = self.scripts.create_command(keys=script_keys, args=args)[0]
+        with faults.undone_if_refused(undo):
+            code = self.scripts.create_command(keys=script_keys, args=args)[0]
         if code >= 0:
             self.timers.schedule(app_id, device_id, due_ms)
             return code == 1
-        self._unindex(app_id, command_id)
+        undo()
         if code == -1:
             self.timers.forget_unknown(app_id, device_id)
             raise errors.DeviceNotFound()
@@ -59,15 +63,16 @@ class CommandStore:
             keys.expiry,
         )
 
-    def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
+    def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> bool:
+        """Index the command in its application; False if it was indexed already."""
         pipe = self.redis.pipeline()
         pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
         # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
         pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
-        pipe.execute()
+        return bool(pipe.execute()[1])
 
     def _unindex(self, app_id: str, command_id: str) -> None:
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=False)  # no MULTI: refused when full
         pipe.hdel(keys.app_command_devices(app_id), command_id)
         pipe.zrem(keys.app_commands(app_id), command_id)
         pipe.execute()

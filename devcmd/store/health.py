@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from redis import Redis
+from redis import Redis, ResponseError
 
+from devcmd import faults
 from devcmd.store import keys
 
 
@@ -40,3 +41,24 @@ class HealthStore:
             "devices_with_timers",
         )
         return dict(zip(names, pipe.execute(), strict=True))
+
+    def server_state(self) -> dict[str, int | str] | None:
+        """What decides whether the server can take writes, in one round trip (INFO answers
+        even while the server loads its data): `used_memory`, `maxmemory` (0: no limit),
+        `loading` (1 while loading), `role` (`master`, or `slave` for a read-only replica).
+        None where INFO is refused (an ACL user without it, a server that lacks it)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for section in ("memory", "persistence", "replication"):
+            pipe.info(section)
+        try:
+            memory, persistence, replication = pipe.execute()
+        except ResponseError as exc:
+            if faults.refusal(exc):
+                raise
+            return None
+        return {
+            "used_memory": int(memory["used_memory"]),
+            "maxmemory": int(memory.get("maxmemory", 0)),
+            "loading": int(persistence.get("loading", 0)),
+            "role": str(replication.get("role", "master")),
+        }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 from redis import Redis
 
-from devcmd import errors
+from devcmd import errors, faults
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
@@ -67,25 +68,26 @@ class RevocationStore:
             pipe.zadd(keys.app_tasks(app_id), {task_id: now})
             pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
         pipe.execute()
-        reply = self.scripts.open_task(
-            keys=[
-                keys.device(app_id, device_id),
-                keys.pending(app_id, device_id),
-                keys.task(app_id, device_id, task_id),
-                keys.device_tasks(app_id, device_id),
-                keys.documents(app_id, device_id),
-            ],
-            args=[
-                task_id,
-                now,
-                cap,
-                app_id,
-                device_id,
-                "1" if internal else "0",
-                limit,
-                "0" if listed else "1",
-            ],
-        )
+        with faults.undone_if_refused(partial(self._unindex, app_id, device_id, task_id)):
+            reply = self.scripts.open_task(
+                keys=[
+                    keys.device(app_id, device_id),
+                    keys.pending(app_id, device_id),
+                    keys.task(app_id, device_id, task_id),
+                    keys.device_tasks(app_id, device_id),
+                    keys.documents(app_id, device_id),
+                ],
+                args=[
+                    task_id,
+                    now,
+                    cap,
+                    app_id,
+                    device_id,
+                    "1" if internal else "0",
+                    limit,
+                    "0" if listed else "1",
+                ],
+            )
         if reply[0] < 0:
             self._unindex(app_id, device_id, task_id)
             if reply[0] == -2:
@@ -95,7 +97,7 @@ class RevocationStore:
         return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
 
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=False)  # no MULTI: refused when full
         pipe.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
         pipe.zrem(keys.app_tasks(app_id), task_id)
         pipe.hdel(keys.app_task_devices(app_id), task_id)
