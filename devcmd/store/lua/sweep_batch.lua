@@ -6,15 +6,52 @@
 -- passed (the timer has not reached it yet) ends EXPIRED, as a fetch would make it, and is not
 -- counted; the device's expiry index is read only when some entry of it is due. Otherwise the
 -- expiry index is left alone: the expiry job skips ids that are no longer PENDING.
--- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list, 5 expiry zset
+-- Each moved id also goes from the PENDING status index to the CANCELED or EXPIRED one, with
+-- three bulk calls per chunk (creation times, removal, addition), never one call per command.
+-- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list, 5 expiry zset,
+--       6 device's command index (zset ms), status indexes 7 PENDING, 8 CANCELED, 9 EXPIRED
 -- ARGV: 1 now ms, 2 batch size, 3 optional '1': also return the ids cancelled in this batch
 --       (a synchronous cancel answers them; the worker's sweep leaves it out and stays lean)
 -- Returns: {-1} unknown task; {state, cancelled in this batch, status, cancelledCount, totalCount}
 --          then, with ARGV 3 = '1', the ids cancelled in this batch in queue order;
 --          state 0 = already finished (nothing written), 1 = more to do, 2 = finished now
 local task, q, st, outbox, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local all, in_pending, in_canceled, in_expired = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local now, batch, with_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000
+
+-- Call fn with successive slices of at most CHUNK ids: unpack() of a very long list exceeds
+-- Lua's stack.
+local function chunked(ids, fn)
+  for first = 1, #ids, CHUNK do
+    local chunk = {}
+    for i = first, math.min(first + CHUNK - 1, #ids) do
+      chunk[#chunk + 1] = ids[i]
+    end
+    fn(chunk)
+  end
+end
+
+-- Set the ids' status and move them from the PENDING index to `to`, by creation ms.
+local function settle(ids, status, to)
+  chunked(ids, function(chunk)
+    local created = redis.call('ZMSCORE', all, unpack(chunk))
+    local states, scored = {}, {}
+    for i, id in ipairs(chunk) do
+      states[#states + 1] = id
+      states[#states + 1] = status
+      if created[i] then
+        scored[#scored + 1] = created[i]
+        scored[#scored + 1] = id
+      end
+    end
+    redis.call('HSET', st, unpack(states))
+    redis.call('ZREM', in_pending, unpack(chunk))
+    if #scored > 0 then
+      redis.call('ZADD', to, unpack(scored))
+    end
+  end)
+end
 
 local status = redis.call('HGET', task, 'status')
 if not status then
@@ -35,11 +72,7 @@ if #taken > 0 then
   redis.call('ZREMRANGEBYSCORE', q, '(' .. lo, redis.call('ZSCORE', q, taken[#taken]))
   if #redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 1) > 0 then
     ids = {}
-    for first = 1, #taken, CHUNK do
-      local chunk = {}
-      for i = first, math.min(first + CHUNK - 1, #taken) do
-        chunk[#chunk + 1] = taken[i]
-      end
+    chunked(taken, function(chunk)
       local dues = redis.call('ZMSCORE', exp, unpack(chunk))
       for i, id in ipairs(chunk) do
         if dues[i] and tonumber(dues[i]) <= tonumber(now) then
@@ -48,9 +81,9 @@ if #taken > 0 then
           ids[#ids + 1] = id
         end
       end
-    end
+    end)
+    settle(expired, 'EXPIRED', in_expired)
     for _, id in ipairs(expired) do
-      redis.call('HSET', st, id, 'EXPIRED')
       redis.call('ZREM', exp, id)
     end
     if #expired > 0 then
@@ -60,14 +93,7 @@ if #taken > 0 then
 end
 local n = #ids
 if n > 0 then
-  for first = 1, n, CHUNK do
-    local pairs_ = {}
-    for i = first, math.min(first + CHUNK - 1, n) do
-      pairs_[#pairs_ + 1] = ids[i]
-      pairs_[#pairs_ + 1] = 'CANCELED'
-    end
-    redis.call('HSET', st, unpack(pairs_))
-  end
+  settle(ids, 'CANCELED', in_canceled)
   redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. table.concat(ids, ','))
 end
 
