@@ -36,18 +36,16 @@ end
 local function settle(ids, status, to)
   chunked(ids, function(chunk)
     local created = redis.call('ZMSCORE', all, unpack(chunk))
-    local states, scored = {}, {}
+    local states, scored, n = {}, {}, 0
     for i, id in ipairs(chunk) do
-      states[#states + 1] = id
-      states[#states + 1] = status
+      states[2 * i - 1], states[2 * i] = id, status
       if created[i] then
-        scored[#scored + 1] = created[i]
-        scored[#scored + 1] = id
+        scored[n + 1], scored[n + 2], n = created[i], id, n + 2
       end
     end
     redis.call('HSET', st, unpack(states))
     redis.call('ZREM', in_pending, unpack(chunk))
-    if #scored > 0 then
+    if n > 0 then
       redis.call('ZADD', to, unpack(scored))
     end
   end)
