@@ -181,12 +181,15 @@ class CommandStore:
         device of the application that has had commands.
 
         Costs one ZCOUNT per (device, status) and at most min(its count, offset + limit) ids
-        from each, never a read of commands in other statuses. Records show their status when
-        loaded: one that moved on since the index was read is answered with its new status.
+        from each, never a read of commands in other statuses; the indexes are first brought up
+        to date with the sweeps' status debt (work the sweeps left, done once per command).
+        Records show their status when loaded: one that moved on since the index was read is
+        answered with its new status.
         """
         if device_id:
             return self._device_page(app_id, device_id, statuses, window, offset, limit)
         devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
+        self.settle(app_id, devices)
         sources = [(dev, keys.in_status(s)(app_id, dev)) for dev in devices for s in statuses]
         start, end = window
         counts = self._fan_out(sources, lambda pipe, source: pipe.zcount(source[1], start, end))
@@ -217,17 +220,43 @@ class CommandStore:
         limit: int,
     ) -> tuple[int, list[dict]]:
         """One device: counts and candidate ids of every asked status in one transaction (a
-        single slot), so total and page come from the same moment."""
+        single slot) that first pays what is left of its status debt, so total and page come
+        from the same moment."""
         start, end = window
         skip = offset if len(statuses) == 1 else 0  # one status needs no merge
+        self.settle(app_id, [device_id])
         pipe = self.redis.pipeline(transaction=True)
+        self.scripts.settle_statuses(keys=self.debt_keys(app_id, device_id), args=[0], client=pipe)
         for status in statuses:
             index = keys.in_status(status)(app_id, device_id)
             pipe.zcount(index, start, end)
             pipe.zrevrangebyscore(index, end, start, skip, offset + limit - skip, withscores=True)
-        replies = pipe.execute()
+        replies = pipe.execute()[1:]
         runs = [[(ms, cid, device_id) for cid, ms in run] for run in replies[1::2]]
         return sum(replies[0::2]), self._merged_page(app_id, runs, offset - skip, limit)
+
+    def settle(self, app_id: str, device_ids: list[str]) -> None:
+        """Bring the devices' per-status indexes up to date with what sweeps did (their status
+        debt), one entry (at most one sweep batch) per script run so Redis is never held long."""
+        owing = self._fan_out(
+            device_ids, lambda pipe, dev: pipe.llen(keys.status_debt(app_id, dev))
+        )
+        for device_id, entries in zip(device_ids, owing, strict=True):
+            while entries:
+                entries = self.scripts.settle_statuses(
+                    keys=self.debt_keys(app_id, device_id), args=[1]
+                )
+
+    @staticmethod
+    def debt_keys(app_id: str, device_id: str) -> list[str]:
+        """The KEYS of settle_statuses.lua for one device."""
+        return keys.for_device(
+            app_id,
+            device_id,
+            keys.status_debt,
+            keys.device_commands,
+            *map(keys.in_status, ("PENDING", "CANCELED", "EXPIRED")),
+        )
 
     def _fan_out(self, items: list, read: Callable[[Pipeline, Any], object]) -> list:
         """`read(pipe, item)` for every item, in round trips of PIPELINE_CHUNK commands."""

@@ -122,6 +122,13 @@ def in_status(status: str) -> Callable[[str, str], str]:
     return lambda app_id, device_id: _device(app_id, device_id, f"in:{status}")
 
 
+def status_debt(app_id: str, device_id: str) -> str:
+    """List of `<CANCELED|EXPIRED> id,id,...`: moves out of PENDING that sweep batches made in
+    the status hash but not yet in the per-status indexes (settle_statuses.lua applies them
+    before the indexes are read), so sweeps stay as cheap as they were."""
+    return _device(app_id, device_id, "status-debt")
+
+
 def expiry(app_id: str, device_id: str) -> str:
     """Zset commandId -> expiry due ms. Lazy: ids that already left PENDING stay until due, and
     the expiry job skips them, so sweeps need not touch this index."""

@@ -116,12 +116,7 @@ class RevocationStore:
                 keys.statuses(app_id, device_id),
                 keys.outbox(app_id, device_id),
                 keys.expiry(app_id, device_id),
-                *keys.for_device(
-                    app_id,
-                    device_id,
-                    keys.device_commands,
-                    *map(keys.in_status, ("PENDING", "CANCELED", "EXPIRED")),
-                ),
+                keys.status_debt(app_id, device_id),
             ],
             args=[now, size, "1" if with_ids else "0"],
         )

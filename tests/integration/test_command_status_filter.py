@@ -10,7 +10,7 @@ import pytest
 
 from app import create_app
 from devcmd.clock import now_ms, to_huawei
-from devcmd.domain import commands, devices, southbound
+from devcmd.domain import commands, devices, revocations, southbound
 from devcmd.store import keys
 
 pytestmark = pytest.mark.integration
@@ -142,3 +142,22 @@ def test_what_is_not_a_status_is_refused(client, headers, fleet, status):
     assert reply.status_code == 400
     assert reply.json["error_code"] == "100022"
     assert "status" in reply.json["error_desc"]
+
+
+@pytest.mark.parametrize("device", [None, "A"])
+def test_swept_commands_are_found_by_their_new_status(client, headers, fleet, svc, app_id, device):
+    """A revocation sweep leaves its index moves as status debt; a query pays it first."""
+    device_a = fleet["devices"]["A"]
+    task = revocations.open_task(svc, app_id, device_a)
+    while not revocations.sweep(svc, app_id, device_a, task["taskId"]).done:
+        pass
+    assert svc.redis.llen(keys.status_debt(app_id, device_a)) > 0
+    for cid, (name, _, status) in fleet["made"].items():
+        if name == "A" and status == "PENDING":
+            fleet["made"][cid][2] = "CANCELED"
+    params = {"deviceId": device_a} if device else {}
+    want = expected(fleet, {"PENDING", "CANCELED"}, device)
+    assert query(client, headers, status="CANCELED,PENDING", **params) == (len(want), want)
+    assert svc.redis.llen(keys.status_debt(app_id, device_a)) == 0
+    want = expected(fleet, {"PENDING"}, device)
+    assert query(client, headers, status="PENDING", **params) == (len(want), want)

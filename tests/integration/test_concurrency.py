@@ -365,6 +365,8 @@ def check_indexes(svc: Services, race: Race, status: dict) -> None:
     waiting = svc.redis.zrange(keys.in_flight(app_id, device_id), 0, -1)
     waiting += svc.redis.zrange(keys.retransmit(app_id, device_id), 0, -1)
     assert {status[c] for c in waiting} <= {"SENT"}
+    svc.commands.settle(app_id, [device_id])  # what a status query does first
+    assert svc.redis.llen(keys.status_debt(app_id, device_id)) == 0
     created = dict(
         svc.redis.zrange(keys.device_commands(app_id, device_id), 0, -1, withscores=True)
     )
@@ -497,6 +499,7 @@ def _count_one_twice(svc: Services, race: Race) -> None:
 def _skip_an_index_move(svc: Services, race: Race) -> None:
     """What a transition that forgot the per-status indexes would do."""
     app_id, device_id = race.app_id, race.device_id
+    svc.commands.settle(app_id, [device_id])
     (command_id,) = svc.redis.zrange(keys.in_status("CANCELED")(app_id, device_id), 0, 0)
     svc.redis.zrem(keys.in_status("CANCELED")(app_id, device_id), command_id)
 

@@ -85,6 +85,15 @@ def due_first(index: dict[str, int], now: int, limit: int) -> list[tuple[int, st
     return sorted((due, cid) for cid, due in index.items() if due <= now)[:limit]
 
 
+def owed(in_status: dict[str, dict[str, int]], debt: list[str]) -> None:
+    """Apply a device's status debt (what sweeps left for settle_statuses.lua) to the indexes
+    read from Redis: each id it names must still be in the PENDING index."""
+    for entry in debt:
+        status, listed = entry.split(" ")
+        for cid in listed.split(","):
+            in_status[status][cid] = in_status["PENDING"].pop(cid)
+
+
 class CommandMachine(RuleBasedStateMachine):
     svc: Services  # set by the test, shared by every example (Redis is flushed per example)
 
@@ -358,6 +367,7 @@ class CommandMachine(RuleBasedStateMachine):
         pipe.hgetall(keys.lifecycle(app_id, device_id))
         pipe.lrange(keys.outbox(app_id, device_id), 0, -1)
         pipe.hget(keys.device(app_id, device_id), "fence")
+        pipe.lrange(keys.status_debt(app_id, device_id), 0, -1)
         for status in commands.STATUSES:
             pipe.zrange(keys.in_status(status)(app_id, device_id), 0, -1, withscores=True)
         names = ("status", "pending", "in_flight", "retransmit", "expiry", "life", "outbox")
@@ -366,11 +376,12 @@ class CommandMachine(RuleBasedStateMachine):
         found["fence"] = int(replies[len(names)] or 0)
         for name in ("pending", "in_flight", "retransmit", "expiry"):
             found[name] = {cid: int(score) for cid, score in found[name]}
-        indexes = replies[len(names) + 1 :]
+        indexes = replies[len(names) + 2 :]
         found["in_status"] = {
             status: {cid: int(score) for cid, score in index}
             for status, index in zip(commands.STATUSES, indexes, strict=True)
         }
+        owed(found["in_status"], replies[len(names) + 1])
         return found
 
     @invariant()

@@ -6,50 +6,19 @@
 -- passed (the timer has not reached it yet) ends EXPIRED, as a fetch would make it, and is not
 -- counted; the device's expiry index is read only when some entry of it is due. Otherwise the
 -- expiry index is left alone: the expiry job skips ids that are no longer PENDING.
--- Each moved id also goes from the PENDING status index to the CANCELED or EXPIRED one, with
--- three bulk calls per chunk (creation times, removal, addition), never one call per command.
+-- The per-status indexes are not touched here (a move per command would double the sweep's
+-- cost): each batch records its moves in the device's status debt list, one entry per status,
+-- and settle_statuses.lua applies them before the indexes are read.
 -- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list, 5 expiry zset,
---       6 device's command index (zset ms), status indexes 7 PENDING, 8 CANCELED, 9 EXPIRED
+--       6 status debt list
 -- ARGV: 1 now ms, 2 batch size, 3 optional '1': also return the ids cancelled in this batch
 --       (a synchronous cancel answers them; the worker's sweep leaves it out and stays lean)
 -- Returns: {-1} unknown task; {state, cancelled in this batch, status, cancelledCount, totalCount}
 --          then, with ARGV 3 = '1', the ids cancelled in this batch in queue order;
 --          state 0 = already finished (nothing written), 1 = more to do, 2 = finished now
-local task, q, st, outbox, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local all, in_pending, in_canceled, in_expired = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local task, q, st, outbox, exp, debt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, batch, with_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000
-
--- Call fn with successive slices of at most CHUNK ids: unpack() of a very long list exceeds
--- Lua's stack.
-local function chunked(ids, fn)
-  for first = 1, #ids, CHUNK do
-    local chunk = {}
-    for i = first, math.min(first + CHUNK - 1, #ids) do
-      chunk[#chunk + 1] = ids[i]
-    end
-    fn(chunk)
-  end
-end
-
--- Set the ids' status and move them from the PENDING index to `to`, by creation ms.
-local function settle(ids, status, to)
-  chunked(ids, function(chunk)
-    local created = redis.call('ZMSCORE', all, unpack(chunk))
-    local states, scored, n = {}, {}, 0
-    for i, id in ipairs(chunk) do
-      states[2 * i - 1], states[2 * i] = id, status
-      if created[i] then
-        scored[n + 1], scored[n + 2], n = created[i], id, n + 2
-      end
-    end
-    redis.call('HSET', st, unpack(states))
-    redis.call('ZREM', in_pending, unpack(chunk))
-    if n > 0 then
-      redis.call('ZADD', to, unpack(scored))
-    end
-  end)
-end
 
 local status = redis.call('HGET', task, 'status')
 if not status then
@@ -70,7 +39,11 @@ if #taken > 0 then
   redis.call('ZREMRANGEBYSCORE', q, '(' .. lo, redis.call('ZSCORE', q, taken[#taken]))
   if #redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 1) > 0 then
     ids = {}
-    chunked(taken, function(chunk)
+    for first = 1, #taken, CHUNK do
+      local chunk = {}
+      for i = first, math.min(first + CHUNK - 1, #taken) do
+        chunk[#chunk + 1] = taken[i]
+      end
       local dues = redis.call('ZMSCORE', exp, unpack(chunk))
       for i, id in ipairs(chunk) do
         if dues[i] and tonumber(dues[i]) <= tonumber(now) then
@@ -79,20 +52,31 @@ if #taken > 0 then
           ids[#ids + 1] = id
         end
       end
-    end)
-    settle(expired, 'EXPIRED', in_expired)
+    end
     for _, id in ipairs(expired) do
+      redis.call('HSET', st, id, 'EXPIRED')
       redis.call('ZREM', exp, id)
     end
     if #expired > 0 then
-      redis.call('RPUSH', outbox, 'EXPIRED ' .. now .. ' ' .. table.concat(expired, ','))
+      local listed = table.concat(expired, ',')
+      redis.call('RPUSH', outbox, 'EXPIRED ' .. now .. ' ' .. listed)
+      redis.call('RPUSH', debt, 'EXPIRED ' .. listed)
     end
   end
 end
 local n = #ids
 if n > 0 then
-  settle(ids, 'CANCELED', in_canceled)
-  redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. table.concat(ids, ','))
+  for first = 1, n, CHUNK do
+    local pairs_ = {}
+    for i = first, math.min(first + CHUNK - 1, n) do
+      pairs_[#pairs_ + 1] = ids[i]
+      pairs_[#pairs_ + 1] = 'CANCELED'
+    end
+    redis.call('HSET', st, unpack(pairs_))
+  end
+  local listed = table.concat(ids, ',')
+  redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. listed)
+  redis.call('RPUSH', debt, 'CANCELED ' .. listed)
 end
 
 local function reply(state, final, count)
