@@ -8,7 +8,8 @@ Two applications with the same devices each hold 100 PENDING commands (spread ov
 devices); one also holds 100,000 finished (CANCELED by revocation sweeps) commands, the other
 100. The median latency of `GET .../deviceCommands?status=PENDING&pageSize=100` through the
 Flask app is measured on both, with and without deviceId: with a status index it should not
-grow with the finished commands (ratio near 1).
+grow with the finished commands (ratio near 1). The sweeps leave their index moves as status
+debt, paid once by the first query after them: that query's time is shown apart.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def run(url: str, args: argparse.Namespace) -> None:
         "small": seed(svc, "small", "small-secret", args, args.small),
         "big": seed(svc, "big", "big-secret", args, args.finished),
     }
+    # The sweeps that finished the big application's commands left their index moves as
+    # status debt: the first query pays it, once (shown apart, not in the medians).
+    first, _ = timed(client, apps["big"][1], {"status": "PENDING", "pageSize": args.pending})
     measured = compare(client, apps, args)
     table = Table(title="devcmd status filter benchmark (status=PENDING)")
     table.add_column("measure")
@@ -129,6 +133,9 @@ def run(url: str, args: argparse.Namespace) -> None:
         table.add_row(f"{label} {args.small:,} finished (median)", f"{fast * 1000:.2f} ms")
         table.add_row(f"{label} {args.finished:,} finished (median)", f"{slow * 1000:.2f} ms")
         table.add_row(f"{scope}: ratio (big / small)", f"{slow / fast:.2f}")
+    table.add_row(
+        f"first query after sweeping {args.finished:,} (pays their debt)", f"{first * 1000:.0f} ms"
+    )
     console.print(table)
     svc.close()
 

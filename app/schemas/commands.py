@@ -20,7 +20,7 @@ STATUS_FILTER_DOC = (
     "every device of the application that has had commands (one pipelined count per device "
     "and status) and merges the page from those that match: the cost grows with the "
     "application's devices and with (pageNo + 1) x pageSize, never with the commands in other "
-    "statuses."
+    "statuses; moves left by revocation sweeps are applied once, by the first query after them."
 )
 
 
