@@ -41,7 +41,11 @@ def create():
 
 @bp.get("")
 @authenticated
-@doc("Query commands, newest first", query=CommandsQuery, answers={200: CommandsPage})
+@doc(
+    "Query commands, newest first (optionally only those in some statuses)",
+    query=CommandsQuery,
+    answers={200: CommandsPage},
+)
 def query():
     q = query_args(CommandsQuery())
     total, page = commands.query(
@@ -52,6 +56,7 @@ def query():
         q["endTime"],
         q["pageNo"],
         q["pageSize"],
+        q["status"],
     )
     return {
         "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},

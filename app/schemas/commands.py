@@ -5,20 +5,23 @@ from flask import current_app
 from marshmallow import ValidationError, fields, validate
 
 from app.schemas import BaseSchema, HuaweiTime, PageAnswer, PageQuery, StrictInteger, identifier
+from devcmd import errors
 from devcmd.clock import to_huawei
+from devcmd.domain.commands import STATUS_ALIASES, STATUSES, canonical_statuses
 from devcmd.domain.southbound import RESULT_CODES
 
 MAX_EXPIRE = 2**31 - 1
-STATUSES = [
-    "PENDING",
-    "SENT",
-    "DELIVERED",
-    "SUCCESSFUL",
-    "FAILED",
-    "TIMEOUT",
-    "CANCELED",
-    "EXPIRED",
-]
+STATUS_NAME = "|".join([*STATUSES, *STATUS_ALIASES])
+STATUS_FILTER_DOC = (
+    "Only commands now in one of these statuses, comma-separated (`PENDING,SENT`); `DEFAULT` is "
+    "accepted for PENDING (older OceanConnect pages), an unknown status is 400 100022. "
+    "`totalSize` is exact. Cost: each device keeps an index per status, so with `deviceId` the "
+    "query reads only the asked statuses' indexes of that device; without it, it counts them on "
+    "every device of the application that has had commands (one pipelined count per device "
+    "and status) and merges the page from those that match: the cost grows with the "
+    "application's devices and with (pageNo + 1) x pageSize, never with the commands in other "
+    "statuses; moves left by revocation sweeps are applied once, by the first query after them."
+)
 
 
 def depth(value) -> int:
@@ -91,8 +94,28 @@ class CancelCommandBody(BaseSchema):
     status = fields.String(required=True, validate=validate.OneOf(["CANCELED"]))
 
 
+class StatusFilter(fields.String):
+    """Comma-separated statuses, loaded as the list of statuses they mean (aliases resolved)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list[str]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            wanted = canonical_statuses(name.strip() for name in text.split(","))
+        except errors.InvalidInput as exc:
+            raise ValidationError(str(exc).removeprefix("status: ")) from exc
+        return [status for status in STATUSES if status in wanted]
+
+
 class CommandsQuery(PageQuery):
     deviceId = identifier(load_default=None)
+    status = StatusFilter(
+        load_default=None,
+        metadata={
+            "description": STATUS_FILTER_DOC,
+            "pattern": rf"^ *({STATUS_NAME}) *(, *({STATUS_NAME}) *)*$",
+            "example": "PENDING,SENT",
+        },
+    )
 
 
 class CommandResult(BaseSchema):

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from devcmd import errors, faults
 from devcmd.clock import now_ms
 from devcmd.domain import callback_guard, ids
 from devcmd.services import Services
 
 DEFAULT_EXPIRE_SECONDS = 172_800
+STATUSES = (
+    "PENDING",
+    "SENT",
+    "DELIVERED",
+    "SUCCESSFUL",
+    "FAILED",
+    "TIMEOUT",
+    "CANCELED",
+    "EXPIRED",
+)
+# Older OceanConnect pages call PENDING `DEFAULT`: accepted as a filter, never answered.
+STATUS_ALIASES = {"DEFAULT": "PENDING"}
 
 
 def create(
@@ -62,12 +76,38 @@ def get(svc: Services, app_id: str, command_id: str) -> dict:
 
 
 def query(
-    svc: Services, app_id: str, device_id: str | None, start: int, end: int, page_no: int, size: int
+    svc: Services,
+    app_id: str,
+    device_id: str | None,
+    start: int,
+    end: int,
+    page_no: int,
+    size: int,
+    statuses: Iterable[str] | None = None,
 ) -> tuple[int, list[dict]]:
-    """A page of commands created in [start, end], newest first, and the total that match."""
+    """A page of commands created in [start, end], newest first, and the exact total that
+    match; `statuses` (names of STATUSES or their aliases) keeps those now in one of them.
+
+    Raises InvalidInput for an unknown status.
+    """
+    wanted = canonical_statuses(statuses) if statuses is not None else set(STATUSES)
     if device_id and not ids.is_valid(device_id):
         return 0, []
-    return svc.commands.page(app_id, device_id, start, end, page_no * size, size)
+    offset = page_no * size
+    if wanted == set(STATUSES):
+        return svc.commands.page(app_id, device_id, start, end, offset, size)
+    ordered = [s for s in STATUSES if s in wanted]
+    return svc.commands.page_by_status(app_id, device_id, ordered, (start, end), offset, size)
+
+
+def canonical_statuses(names: Iterable[str]) -> set[str]:
+    """The statuses `names` mean (aliases resolved). Raises InvalidInput naming an unknown one."""
+    wanted = {STATUS_ALIASES.get(name, name) for name in names}
+    unknown = sorted(wanted - set(STATUSES))
+    if unknown or not wanted:
+        reason = f"unknown {unknown[0]!r}" if unknown else "no status given"
+        raise errors.InvalidInput("status", f"{reason}; one or more of {', '.join(STATUSES)}")
+    return wanted
 
 
 def status(svc: Services, app_id: str, device_id: str, command_id: str) -> str | None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import orjson
 from redis import Redis
+from redis.client import Pipeline
 
 from devcmd import errors, faults
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 from devcmd.store.southbound import TimerIndex
+
+PIPELINE_CHUNK = 1000  # commands per round trip when a status filter fans out over devices
 
 
 class CommandStore:
@@ -45,6 +51,7 @@ class CommandStore:
         undo()
         if code == -1:
             self.timers.forget_unknown(app_id, device_id)
+            self._forget_unknown_device(app_id, device_id)
             raise errors.DeviceNotFound()
         raise errors.PendingLimitReached()
 
@@ -61,6 +68,7 @@ class CommandStore:
             keys.device_commands,
             keys.documents,
             keys.expiry,
+            keys.in_status("PENDING"),
         )
 
     def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> bool:
@@ -69,6 +77,7 @@ class CommandStore:
         pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
         # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
         pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
+        pipe.sadd(keys.app_command_device_ids(app_id), device_id)
         return bool(pipe.execute()[1])
 
     def _unindex(self, app_id: str, command_id: str) -> None:
@@ -76,6 +85,12 @@ class CommandStore:
         pipe.hdel(keys.app_command_devices(app_id), command_id)
         pipe.zrem(keys.app_commands(app_id), command_id)
         pipe.execute()
+
+    def _forget_unknown_device(self, app_id: str, device_id: str) -> None:
+        """Drop a device id the application never had from its command devices, so made-up
+        ids do not pile up (such an id can never gain commands, see `forget_unknown`)."""
+        if not self.redis.exists(keys.device(app_id, device_id)):
+            self.redis.srem(keys.app_command_device_ids(app_id), device_id)
 
     def status(self, app_id: str, device_id: str, command_id: str) -> str | None:
         return self.redis.hget(keys.statuses(app_id, device_id), command_id)
@@ -109,6 +124,9 @@ class CommandStore:
             keys.pending,
             keys.callbacks,
             keys.outbox,
+            keys.device_commands,
+            keys.in_status("PENDING"),
+            keys.in_status("CANCELED"),
         )
         code, *rest = self.scripts.cancel_command(keys=script_keys, args=[command_id, now])
         if code == -1:
@@ -155,3 +173,111 @@ class CommandStore:
         devices = self.redis.hmget(keys.app_command_devices(app_id), ids) if ids else []
         pairs = ((dev, cid) for dev, cid in zip(devices, ids, strict=True) if dev)
         return total, self.load(app_id, pairs)
+
+    def page_by_status(
+        self,
+        app_id: str,
+        device_id: str | None,
+        statuses: Sequence[str],
+        window: tuple[int, int],
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[dict]]:
+        """Commands now in one of `statuses`, created in [start, end] (`window`), newest first:
+        (exact total, one page), read from the per-status indexes of the device, or of every
+        device of the application that has had commands.
+
+        Costs one ZCOUNT per (device, status) and at most min(its count, offset + limit) ids
+        from each, never a read of commands in other statuses; the indexes are first brought up
+        to date with the sweeps' status debt (work the sweeps left, done once per command).
+        Records show their status when loaded: one that moved on since the index was read is
+        answered with its new status.
+        """
+        if device_id:
+            return self._device_page(app_id, device_id, statuses, window, offset, limit)
+        devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
+        self.settle(app_id, devices)
+        sources = [(dev, keys.in_status(s)(app_id, dev)) for dev in devices for s in statuses]
+        start, end = window
+        counts = self._fan_out(sources, lambda pipe, source: pipe.zcount(source[1], start, end))
+        total = sum(counts)
+        if offset >= total:
+            return total, []
+        live = [(dev, key, n) for (dev, key), n in zip(sources, counts, strict=True) if n]
+        skip = offset if len(live) == 1 else 0  # one source needs no merge: read the page alone
+        runs = self._fan_out(
+            live,
+            # No source can give the page more than offset + limit entries.
+            lambda pipe, run: pipe.zrevrangebyscore(
+                run[1], end, start, skip, min(run[2], offset + limit) - skip, withscores=True
+            ),
+        )
+        runs = [
+            [(ms, cid, dev) for cid, ms in run] for (dev, _, _), run in zip(live, runs, strict=True)
+        ]
+        return total, self._merged_page(app_id, runs, offset - skip, limit)
+
+    def _device_page(
+        self,
+        app_id: str,
+        device_id: str,
+        statuses: Sequence[str],
+        window: tuple[int, int],
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[dict]]:
+        """One device: counts and candidate ids of every asked status in one transaction (a
+        single slot) that first pays what is left of its status debt, so total and page come
+        from the same moment."""
+        start, end = window
+        skip = offset if len(statuses) == 1 else 0  # one status needs no merge
+        self.settle(app_id, [device_id])
+        pipe = self.redis.pipeline(transaction=True)
+        self.scripts.settle_statuses(keys=self.debt_keys(app_id, device_id), args=[0], client=pipe)
+        for status in statuses:
+            index = keys.in_status(status)(app_id, device_id)
+            pipe.zcount(index, start, end)
+            pipe.zrevrangebyscore(index, end, start, skip, offset + limit - skip, withscores=True)
+        replies = pipe.execute()[1:]
+        runs = [[(ms, cid, device_id) for cid, ms in run] for run in replies[1::2]]
+        return sum(replies[0::2]), self._merged_page(app_id, runs, offset - skip, limit)
+
+    def settle(self, app_id: str, device_ids: list[str]) -> None:
+        """Bring the devices' per-status indexes up to date with what sweeps did (their status
+        debt), one entry (at most one sweep batch) per script run so Redis is never held long."""
+        owing = self._fan_out(
+            device_ids, lambda pipe, dev: pipe.llen(keys.status_debt(app_id, dev))
+        )
+        for device_id, entries in zip(device_ids, owing, strict=True):
+            while entries:
+                entries = self.scripts.settle_statuses(
+                    keys=self.debt_keys(app_id, device_id), args=[1]
+                )
+
+    @staticmethod
+    def debt_keys(app_id: str, device_id: str) -> list[str]:
+        """The KEYS of settle_statuses.lua for one device."""
+        return keys.for_device(
+            app_id,
+            device_id,
+            keys.status_debt,
+            keys.device_commands,
+            *map(keys.in_status, ("PENDING", "CANCELED", "EXPIRED")),
+        )
+
+    def _fan_out(self, items: list, read: Callable[[Pipeline, Any], object]) -> list:
+        """`read(pipe, item)` for every item, in round trips of PIPELINE_CHUNK commands."""
+        replies: list = []
+        for first in range(0, len(items), PIPELINE_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for item in items[first : first + PIPELINE_CHUNK]:
+                read(pipe, item)
+            replies.extend(pipe.execute())
+        return replies
+
+    def _merged_page(self, app_id: str, runs: list[list], offset: int, limit: int) -> list[dict]:
+        """Merge newest-first runs of (creation ms, commandId, deviceId) as one zset would order
+        them (ties by id, descending) and load entries [offset, offset + limit)."""
+        merged = heapq.merge(*runs, reverse=True)
+        chosen = itertools.islice(merged, offset, offset + limit)
+        return self.load(app_id, ((dev, cid) for _, cid, dev in chosen))

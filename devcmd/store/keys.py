@@ -6,6 +6,8 @@ Keys of one device share the hash tag `{appId:deviceId}` and keys of one applica
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 PREFIX = "dc"
 
 
@@ -74,6 +76,12 @@ def idempotency(app_id: str, key_digest: str) -> str:
     return f"{PREFIX}:{{{app_id}}}:idem:{key_digest}"
 
 
+def app_command_device_ids(app_id: str) -> str:
+    """Set of the devices that have had commands (live or deleted, as their commands stay
+    queryable): a status filter without deviceId reads their per-status indexes."""
+    return f"{PREFIX}:{{{app_id}}}:command-device-ids"
+
+
 def app_tasks(app_id: str) -> str:
     return f"{PREFIX}:{{{app_id}}}:tasks"
 
@@ -109,7 +117,22 @@ def callbacks(app_id: str, device_id: str) -> str:
 
 
 def device_commands(app_id: str, device_id: str) -> str:
+    """Zset commandId -> creation ms of all the device's commands."""
     return _device(app_id, device_id, "commands")
+
+
+def in_status(status: str) -> Callable[[str, str], str]:
+    """The builder of a device's index of commands now in `status` (zset commandId -> creation
+    ms): every transition moves the id between two of these in its own Lua step, so a status
+    filter counts and pages without reading commands of other statuses."""
+    return lambda app_id, device_id: _device(app_id, device_id, f"in:{status}")
+
+
+def status_debt(app_id: str, device_id: str) -> str:
+    """List of `<CANCELED|EXPIRED> id,id,...`: moves out of PENDING that sweep batches made in
+    the status hash but not yet in the per-status indexes (settle_statuses.lua applies them
+    before the indexes are read), so sweeps stay as cheap as they were."""
+    return _device(app_id, device_id, "status-debt")
 
 
 def expiry(app_id: str, device_id: str) -> str:

@@ -118,6 +118,7 @@ class RevocationStore:
                 keys.statuses(app_id, device_id),
                 keys.outbox(app_id, device_id),
                 keys.expiry(app_id, device_id),
+                keys.status_debt(app_id, device_id),
             ],
             args=[now, size, "1" if with_ids else "0"],
         )

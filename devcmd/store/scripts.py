@@ -13,6 +13,7 @@ NAMES = (
     "cancel_command",
     "open_task",
     "sweep_batch",
+    "settle_statuses",
     "fetch_commands",
     "ack_command",
     "finish_command",
@@ -41,6 +42,7 @@ class Scripts:
     cancel_command: Script
     open_task: Script
     sweep_batch: Script
+    settle_statuses: Script
     fetch_commands: Script
     ack_command: Script
     finish_command: Script

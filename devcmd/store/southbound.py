@@ -10,6 +10,9 @@ from devcmd import errors
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
+# The status indexes finish_command.lua moves between, in its KEYS order.
+FINISH_STATUSES = ("SENT", "DELIVERED", "SUCCESSFUL", "FAILED")
+
 
 @dataclass(frozen=True)
 class Tick:
@@ -53,7 +56,9 @@ class TimerIndex:
             self.redis.zadd(keys.timers(), {member: next_due})
 
 
-def _transition_keys(app_id: str, device_id: str) -> list[str]:
+def _transition_keys(app_id: str, device_id: str, *statuses: str) -> list[str]:
+    """The KEYS of ack_command.lua and finish_command.lua: the same six keys, the device's
+    command index, then the indexes of the statuses the script moves between."""
     return keys.for_device(
         app_id,
         device_id,
@@ -63,6 +68,8 @@ def _transition_keys(app_id: str, device_id: str) -> list[str]:
         keys.retransmit,
         keys.outbox,
         keys.callbacks,
+        keys.device_commands,
+        *map(keys.in_status, statuses),
     )
 
 
@@ -97,6 +104,8 @@ class SouthboundStore:
                 keys.expiry,
                 keys.outbox,
                 keys.callbacks,
+                keys.device_commands,
+                *map(keys.in_status, ("PENDING", "SENT", "EXPIRED")),
             ),
             args=[now, limit, ack_ms],
         )
@@ -109,7 +118,7 @@ class SouthboundStore:
     def ack(self, app_id: str, device_id: str, command_id: str, now: int) -> bool:
         """SENT -> DELIVERED; False if it was already DELIVERED. Raises on anything else."""
         reply = self.scripts.ack_command(
-            keys=_transition_keys(app_id, device_id), args=[command_id, now]
+            keys=_transition_keys(app_id, device_id, "SENT", "DELIVERED"), args=[command_id, now]
         )
         _raise_for(reply)
         return reply[0] == 1
@@ -119,7 +128,8 @@ class SouthboundStore:
     ) -> None:
         """SENT or DELIVERED -> SUCCESSFUL | FAILED. Raises CommandNotFound, IllegalTransition."""
         reply = self.scripts.finish_command(
-            keys=_transition_keys(app_id, device_id), args=[command_id, now, code, detail]
+            keys=_transition_keys(app_id, device_id, *FINISH_STATUSES),
+            args=[command_id, now, code, detail],
         )
         _raise_for(reply)
 
@@ -138,6 +148,8 @@ class SouthboundStore:
                 keys.outbox,
                 keys.callbacks,
                 keys.documents,
+                keys.device_commands,
+                *map(keys.in_status, ("PENDING", "EXPIRED", "SENT", "TIMEOUT")),
             ),
             args=[now, limit],
         )

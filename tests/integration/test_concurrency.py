@@ -357,13 +357,24 @@ def check_one_fate(svc: Services, race: Race, status: dict, outcome: Outcome) ->
 
 
 def check_indexes(svc: Services, race: Race, status: dict) -> None:
-    """The queue holds exactly the PENDING commands; the ack indexes only SENT ones."""
+    """The queue holds exactly the PENDING commands; the ack indexes only SENT ones; each
+    per-status index exactly the commands in its status, scored by their creation time."""
     app_id, device_id = race.app_id, race.device_id
     pending = {c for c, s in status.items() if s == "PENDING"}
     assert set(svc.redis.zrange(keys.pending(app_id, device_id), 0, -1)) == pending
     waiting = svc.redis.zrange(keys.in_flight(app_id, device_id), 0, -1)
     waiting += svc.redis.zrange(keys.retransmit(app_id, device_id), 0, -1)
     assert {status[c] for c in waiting} <= {"SENT"}
+    svc.commands.settle(app_id, [device_id])  # what a status query does first
+    assert svc.redis.llen(keys.status_debt(app_id, device_id)) == 0
+    created = dict(
+        svc.redis.zrange(keys.device_commands(app_id, device_id), 0, -1, withscores=True)
+    )
+    for name in commands.STATUSES:
+        index = keys.in_status(name)(app_id, device_id)
+        found = dict(svc.redis.zrange(index, 0, -1, withscores=True))
+        expected = {c: created[c] for c, s in status.items() if s == name}
+        assert found == expected, f"per-status index {name} differs from the status hash"
 
 
 def check_tasks(svc: Services, race: Race, status: dict, outcome: Outcome) -> None:
@@ -485,12 +496,21 @@ def _count_one_twice(svc: Services, race: Race) -> None:
     svc.redis.hincrby(keys.task(race.app_id, race.device_id, task_id), "cancelledCount", 1)
 
 
+def _skip_an_index_move(svc: Services, race: Race) -> None:
+    """What a transition that forgot the per-status indexes would do."""
+    app_id, device_id = race.app_id, race.device_id
+    svc.commands.settle(app_id, [device_id])
+    (command_id,) = svc.redis.zrange(keys.in_status("CANCELED")(app_id, device_id), 0, 0)
+    svc.redis.zrem(keys.in_status("CANCELED")(app_id, device_id), command_id)
+
+
 @pytest.mark.parametrize(
     ("meddle", "after", "complaint"),
     [
         pytest.param(_ignore_the_fence, None, "handed out after task", id="fence-ignored"),
         pytest.param(None, _cancel_a_sent_one, "'SENT', 'CANCELED'", id="double-fate"),
         pytest.param(None, _count_one_twice, "cancelledCount 6", id="count-doubled"),
+        pytest.param(None, _skip_an_index_move, "per-status index CANCELED", id="index-stale"),
     ],
 )
 def test_the_checks_catch_a_broken_guarantee(

@@ -4,7 +4,9 @@ Random interleavings of create, fetch, ack, result, single cancel, task open, sw
 timer ticks (on a simulated clock) run against one real Redis; after every step everything the
 store keeps is read back and compared with a Python model, and the guarantees of SPEC section 6
 are checked on what Redis says: one status per command, terminal states final, nothing in a
-task's scope ever handed out, nothing both handed out and cancelled, exact task counts.
+task's scope ever handed out, nothing both handed out and cancelled, exact task counts. The
+per-status indexes must hold exactly the model's commands of each status (the proof that the
+status filter's counts are exact), and status queries answer what the model selects.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Cmd:
     seq: int
     max_retransmit: int
     url: bool
+    created: int
     status: str = "PENDING"
     issued: int = 0
     events: list[str] = field(default_factory=list)
@@ -80,6 +83,15 @@ class Task:
 def due_first(index: dict[str, int], now: int, limit: int) -> list[tuple[int, str]]:
     """What `ZRANGEBYSCORE index -inf now LIMIT 0 limit` returns: by score, ties by member."""
     return sorted((due, cid) for cid, due in index.items() if due <= now)[:limit]
+
+
+def owed(in_status: dict[str, dict[str, int]], debt: list[str]) -> None:
+    """Apply a device's status debt (what sweeps left for settle_statuses.lua) to the indexes
+    read from Redis: each id it names must still be in the PENDING index."""
+    for entry in debt:
+        status, listed = entry.split(" ")
+        for cid in listed.split(","):
+            in_status[status][cid] = in_status["PENDING"].pop(cid)
 
 
 class CommandMachine(RuleBasedStateMachine):
@@ -150,7 +162,7 @@ class CommandMachine(RuleBasedStateMachine):
         assert self.svc.redis.zscore(keys.pending(*self.ids_of(device)), cid) == dev.seq
         # creation reads the wall clock: take the due time it computed as given
         dev.expiry[cid] = int(self.svc.redis.zscore(keys.expiry(*self.ids_of(device)), cid))
-        self.cmds[cid] = Cmd(cid, device, dev.seq, max_retransmit, url)
+        self.cmds[cid] = Cmd(cid, device, dev.seq, max_retransmit, url, record["creationTime"])
         return cid
 
     @rule(device=st.integers(0, DEVICES - 1), limit=st.integers(1, 4))
@@ -294,6 +306,30 @@ class CommandMachine(RuleBasedStateMachine):
             next_due,
         )
 
+    @rule(
+        statuses=st.sets(st.sampled_from(commands.STATUSES), min_size=1),
+        device=st.one_of(st.none(), st.integers(0, DEVICES - 1)),
+        page_no=st.integers(0, 3),
+        size=st.integers(1, 3),
+    )
+    def query_by_status(self, statuses, device, page_no, size) -> None:
+        """The status filter's total and page are the model's, newest first, ties by id."""
+        device_id = None if device is None else self.devices[device].device_id
+        total, page = commands.query(
+            self.svc, self.app, device_id, 0, 2**53, page_no, size, sorted(statuses)
+        )
+        matching = [
+            c
+            for c in self.cmds.values()
+            if c.status in statuses and (device is None or c.device == device)
+        ]
+        matching.sort(key=lambda c: (c.created, c.command_id), reverse=True)
+        assert total == len(matching)
+        expected = matching[page_no * size : (page_no + 1) * size]
+        assert [(r["commandId"], r["status"]) for r in page] == [
+            (c.command_id, c.status) for c in expected
+        ]
+
     def model_sweep(self, task: Task, size: int) -> Batch:
         cancelled = len(task.swept)
         if task.status in FINISHED:
@@ -331,12 +367,21 @@ class CommandMachine(RuleBasedStateMachine):
         pipe.hgetall(keys.lifecycle(app_id, device_id))
         pipe.lrange(keys.outbox(app_id, device_id), 0, -1)
         pipe.hget(keys.device(app_id, device_id), "fence")
+        pipe.lrange(keys.status_debt(app_id, device_id), 0, -1)
+        for status in commands.STATUSES:
+            pipe.zrange(keys.in_status(status)(app_id, device_id), 0, -1, withscores=True)
         names = ("status", "pending", "in_flight", "retransmit", "expiry", "life", "outbox")
         replies = pipe.execute()
         found = dict(zip(names, replies, strict=False))
-        found["fence"] = int(replies[-1] or 0)
+        found["fence"] = int(replies[len(names)] or 0)
         for name in ("pending", "in_flight", "retransmit", "expiry"):
             found[name] = {cid: int(score) for cid, score in found[name]}
+        indexes = replies[len(names) + 2 :]
+        found["in_status"] = {
+            status: {cid: int(score) for cid, score in index}
+            for status, index in zip(commands.STATUSES, indexes, strict=True)
+        }
+        owed(found["in_status"], replies[len(names) + 1])
         return found
 
     @invariant()
@@ -350,6 +395,10 @@ class CommandMachine(RuleBasedStateMachine):
             assert found["retransmit"] == dev.retransmit
             assert found["expiry"] == dev.expiry
             assert found["fence"] == dev.fence
+            assert found["in_status"] == {
+                status: {c.command_id: c.created for c in mine if c.status == status}
+                for status in commands.STATUSES
+            }
             issued = {cid: orjson.loads(life)["issuedTimes"] for cid, life in found["life"].items()}
             assert issued == {c.command_id: c.issued for c in mine if c.issued}
             events = defaultdict(list)

@@ -1,10 +1,22 @@
 -- A device acknowledges a command: SENT -> DELIVERED. Acknowledging a DELIVERED command again
 -- changes nothing (safe to run twice).
--- KEYS: 1 status hash, 2 lifecycle hash, 3 in-flight zset, 4 retransmit zset, 5 outbox, 6 callback-url hash
+-- KEYS: 1 status hash, 2 lifecycle hash, 3 in-flight zset, 4 retransmit zset, 5 outbox,
+--       6 callback-url hash, 7 device's command index (zset ms), 8 SENT and 9 DELIVERED
+--       status indexes
 -- ARGV: 1 commandId, 2 now ms
 -- Returns: {1} delivered now; {0} already delivered; {-1} unknown; {-2, status} not SENT
 local st, life, inflight, retry, outbox, cb = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local all, in_sent, in_delivered = KEYS[7], KEYS[8], KEYS[9]
 local id, now = ARGV[1], tonumber(ARGV[2])
+
+-- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
+local function move(id, from, to)
+  redis.call('ZREM', from, id)
+  local ms = redis.call('ZSCORE', all, id)
+  if ms then
+    redis.call('ZADD', to, ms, id)
+  end
+end
 
 local status = redis.call('HGET', st, id)
 if not status then
@@ -20,6 +32,7 @@ local fields = cjson.decode(redis.call('HGET', life, id) or '{}')
 fields.deliveredTime = now
 redis.call('HSET', life, id, cjson.encode(fields))
 redis.call('HSET', st, id, 'DELIVERED')
+move(id, in_sent, in_delivered)
 redis.call('ZREM', inflight, id)
 redis.call('ZREM', retry, id)
 if redis.call('HEXISTS', cb, id) == 1 then

@@ -3,13 +3,24 @@
 -- PENDING commands above the device's fence: fenced commands belong to a revocation task and
 -- are never handed out. A PENDING command whose expiry is due is expired instead of sent.
 -- KEYS: 1 device hash, 2 pending queue, 3 status hash, 4 lifecycle hash, 5 in-flight zset
---       (ack due ms), 6 retransmit zset, 7 expiry zset, 8 outbox list, 9 callback-url hash
+--       (ack due ms), 6 retransmit zset, 7 expiry zset, 8 outbox list, 9 callback-url hash,
+--       10 device's command index (zset ms), status indexes 11 PENDING, 12 SENT, 13 EXPIRED
 -- ARGV: 1 now ms, 2 max commands, 3 ack timeout ms
 -- Returns: {notified, id, ...}: 1 if an outbox event was recorded, then the commands now SENT;
 --          {-1} if the device is deleted
 local dev, q, st, life, inflight, retry, exp, outbox, cb =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local all, in_pending, in_sent, in_expired = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local now, max, ack_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+
+-- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
+local function move(id, from, to)
+  redis.call('ZREM', from, id)
+  local ms = redis.call('ZSCORE', all, id)
+  if ms then
+    redis.call('ZADD', to, ms, id)
+  end
+end
 
 if redis.call('HGET', dev, 'deleted') == '1' then
   return {-1}
@@ -45,9 +56,11 @@ while #sent < max do
     redis.call('ZREM', exp, id)
     if due and due <= now then
       redis.call('HSET', st, id, 'EXPIRED')
+      move(id, in_pending, in_expired)
       expired[#expired + 1] = id
     else
       redis.call('HSET', st, id, 'SENT')
+      move(id, in_pending, in_sent)
       issue(id)
       first_sent[#first_sent + 1] = id
     end

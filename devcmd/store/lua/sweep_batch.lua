@@ -6,13 +6,17 @@
 -- passed (the timer has not reached it yet) ends EXPIRED, as a fetch would make it, and is not
 -- counted; the device's expiry index is read only when some entry of it is due. Otherwise the
 -- expiry index is left alone: the expiry job skips ids that are no longer PENDING.
--- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list, 5 expiry zset
+-- The per-status indexes are not touched here (a move per command would double the sweep's
+-- cost): each batch records its moves in the device's status debt list, one entry per status,
+-- and settle_statuses.lua applies them before the indexes are read.
+-- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list, 5 expiry zset,
+--       6 status debt list
 -- ARGV: 1 now ms, 2 batch size, 3 optional '1': also return the ids cancelled in this batch
 --       (a synchronous cancel answers them; the worker's sweep leaves it out and stays lean)
 -- Returns: {-1} unknown task; {state, cancelled in this batch, status, cancelledCount, totalCount}
 --          then, with ARGV 3 = '1', the ids cancelled in this batch in queue order;
 --          state 0 = already finished (nothing written), 1 = more to do, 2 = finished now
-local task, q, st, outbox, exp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local task, q, st, outbox, exp, debt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, batch, with_ids = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local CHUNK = 1000
 
@@ -54,7 +58,9 @@ if #taken > 0 then
       redis.call('ZREM', exp, id)
     end
     if #expired > 0 then
-      redis.call('RPUSH', outbox, 'EXPIRED ' .. now .. ' ' .. table.concat(expired, ','))
+      local listed = table.concat(expired, ',')
+      redis.call('RPUSH', outbox, 'EXPIRED ' .. now .. ' ' .. listed)
+      redis.call('RPUSH', debt, 'EXPIRED ' .. listed)
     end
   end
 end
@@ -68,7 +74,9 @@ if n > 0 then
     end
     redis.call('HSET', st, unpack(pairs_))
   end
-  redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. table.concat(ids, ','))
+  local listed = table.concat(ids, ',')
+  redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. listed)
+  redis.call('RPUSH', debt, 'CANCELED ' .. listed)
 end
 
 local function reply(state, final, count)

@@ -3,12 +3,24 @@
 -- most maxRetransmit times, else it ends TIMEOUT. At most `limit` entries of each kind per run.
 -- Entries of commands that already moved on are dropped (the expiry index is lazy).
 -- KEYS: 1 pending queue, 2 status hash, 3 lifecycle hash, 4 in-flight zset, 5 retransmit zset,
---       6 expiry zset, 7 outbox, 8 callback-url hash, 9 documents hash
+--       6 expiry zset, 7 outbox, 8 callback-url hash, 9 documents hash,
+--       10 device's command index (zset ms), status indexes 11 PENDING, 12 EXPIRED, 13 SENT,
+--       14 TIMEOUT
 -- ARGV: 1 now ms, 2 limit
 -- Returns: {expired, retransmitting, timed out, next due ms or -1}
 local q, st, life, inflight, retry, exp, outbox, cb, docs =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local all, in_pending, in_expired, in_sent, in_timeout = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+
+-- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
+local function move(id, from, to)
+  redis.call('ZREM', from, id)
+  local ms = redis.call('ZSCORE', all, id)
+  if ms then
+    redis.call('ZADD', to, ms, id)
+  end
+end
 
 local expired, retransmit, timed_out = {}, 0, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, limit)) do
@@ -16,6 +28,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, li
   if redis.call('HGET', st, id) == 'PENDING' then
     redis.call('HSET', st, id, 'EXPIRED')
     redis.call('ZREM', q, id)
+    move(id, in_pending, in_expired)
     expired[#expired + 1] = id
   end
 end
@@ -31,6 +44,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 
       retransmit = retransmit + 1
     else
       redis.call('HSET', st, id, 'TIMEOUT')
+      move(id, in_sent, in_timeout)
       timed_out[#timed_out + 1] = id
     end
   end
