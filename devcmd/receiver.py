@@ -68,10 +68,11 @@ class Event:
     result_detail: Any  # what the device reported with its result, else None
     body: dict[str, Any] = field(repr=False)
     raw: bytes = field(repr=False)
+    headers: dict[str, str] = field(repr=False)  # lower-case names
 
 
 def parse(body: bytes, headers: Mapping[str, str]) -> Event:
-    """The event in a delivery, without checking its signature (see `Verifier.verify`).
+    """The event in a delivery, without checking its signature (see `Verifier`).
 
     Raises InvalidDelivery if the body or the webhook headers are not devcmd's.
     """
@@ -88,6 +89,7 @@ def parse(body: bytes, headers: Mapping[str, str]) -> Event:
             result_detail=result.get("resultDetail"),
             body=data,
             raw=body,
+            headers=lowered,
         )
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise InvalidDelivery(f"not a devcmd callback: {exc!r}") from exc
@@ -110,7 +112,7 @@ class Verifier:
         self._webhooks = [Webhook(key) for key in keys]
         self.tolerance = tolerance
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> Event:
+    def __call__(self, body: bytes, headers: Mapping[str, str]) -> Event:
         """The event, if one of the secrets signed it recently. Raises InvalidDelivery."""
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
@@ -130,12 +132,6 @@ class Verifier:
         except (WebhookVerificationError, ValueError, binascii.Error):
             return False
         return True
-
-
-class Verify(Protocol):
-    """What `Receiver` checks deliveries with (`Verifier`, or your own)."""
-
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> Event: ...
 
 
 class Dedup(Protocol):
@@ -190,13 +186,16 @@ class RedisDedup:
 
 
 Handler = Callable[[Event], object]
+Verify = Callable[[bytes, Mapping[str, str]], Event]  # a Verifier, or `parse` to check nothing
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class Receiver:
     """Verify, deduplicate, handle: `receive(body, headers)` is (HTTP status, text) to answer.
 
-    Give `secrets` (or a `verifier`); `dedup=None` hands every delivery to the handler.
+    Give `secrets`, or a `verifier` (a callable `(body, headers) -> Event` raising
+    InvalidDelivery; `parse` checks no signature, for tests that check signatures themselves);
+    `dedup=None` hands every delivery to the handler.
     """
 
     def __init__(
@@ -217,7 +216,7 @@ class Receiver:
     def receive(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
         """Run one delivery through; never raises (a handler's error answers 500)."""
         try:
-            event = self.verifier.verify(body, headers)
+            event = self.verifier(body, headers)
         except InvalidDelivery as exc:
             log.warning("refused a callback: %s", exc)
             return 400, str(exc)
