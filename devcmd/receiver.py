@@ -307,12 +307,16 @@ def _body(environ: dict[str, Any]) -> bytes:
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str]:
-    """Request headers by lower-case name (`webhook-id`, ...) from the WSGI environ."""
-    return {
+    """Request headers by lower-case name (`webhook-id`, `content-type`...) from the environ."""
+    headers = {
         key[5:].replace("_", "-").lower(): value
         for key, value in environ.items()
         if key.startswith("HTTP_")
     }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # WSGI keeps these two without HTTP_
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    return headers
 
 
 class ThreadingServer(ThreadingMixIn, WSGIServer):
