@@ -273,17 +273,18 @@ def blueprint(
     *,
     name: str = "devcmd_callbacks",
     url_prefix: str | None = None,
-    rule: str = "/",
+    rule: str | None = None,
     **options: Any,
 ) -> Blueprint:
-    """A Flask blueprint receiving devcmd callbacks by POST on `url_prefix` + `rule`; `options`
-    as for `wsgi_app`. Imports Flask (only this function does)."""
+    """A Flask blueprint receiving devcmd callbacks by POST on `url_prefix` + `rule` (by default
+    exactly `url_prefix`, or `/`: devcmd follows no redirect); `options` as for `wsgi_app`.
+    Imports Flask (only this function does)."""
     from flask import Blueprint, request
 
     receiver = _receiver(handler, secrets, options)
     bp = Blueprint(name, __name__, url_prefix=url_prefix)
 
-    @bp.post(rule)
+    @bp.post(rule if rule is not None else ("" if url_prefix else "/"))
     def callback() -> tuple[str, int, dict[str, str]]:
         status, text = receiver.receive(request.get_data(), request.headers)
         return text, status, {"Content-Type": "text/plain"}

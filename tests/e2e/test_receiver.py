@@ -186,7 +186,7 @@ def test_a_rotated_secret_is_accepted_by_old_and_new_receivers_until_its_grace_e
         serving(flask_receiver(by_new, [new])) as new_receiver,
         Client(stack.base_url, application["appId"], application["secret"]) as api,
     ):
-        cancelled_with_callbacks(api, [old_receiver.url("/hooks/"), new_receiver.url("/hooks/")])
+        cancelled_with_callbacks(api, [old_receiver.url("/hooks"), new_receiver.url("/hooks")])
         during_grace = (len(by_old.wait_for(1)), len(by_new.wait_for(1)))
 
     newest = rotate(redis_url, tmp_path, application["appId"], "0")
@@ -195,7 +195,7 @@ def test_a_rotated_secret_is_accepted_by_old_and_new_receivers_until_its_grace_e
         serving(flask_receiver(by_previous, [new])) as previous_receiver,
         Client(stack.base_url, application["appId"], application["secret"]) as api,
     ):
-        urls = [both_receiver.url("/hooks/"), previous_receiver.url("/hooks/")]
+        urls = [both_receiver.url("/hooks"), previous_receiver.url("/hooks")]
         created = cancelled_with_callbacks(api, urls)
         after_grace = len(by_both.wait_for(1))
         (to_previous,) = [c for c, u in created.items() if u == urls[1]]
