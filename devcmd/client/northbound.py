@@ -116,7 +116,8 @@ class Client:
         with self._lock:
             tokens, self._tokens = self._tokens, None
         if tokens is not None:
-            self._checked("POST", LOGOUT, json={"accessToken": tokens.access_token})
+            body = {"accessToken": tokens.access_token}
+            self._checked("POST", LOGOUT, json=body, headers={"app_key": self.app_id})
 
     def _login(self) -> Tokens:
         form = {"appId": self.app_id, "secret": self._secret}
@@ -206,7 +207,8 @@ class Client:
         return Device.from_json(self._call("GET", f"{DEVICES}/{device_id}"))
 
     def delete_device(self, device_id: str) -> None:
-        """Delete a device; its undelivered commands end CANCELED."""
+        """Delete a device; its undelivered commands end CANCELED. (A retry after a lost answer
+        may answer `100418`: the first attempt deleted it.)"""
         self._call("DELETE", f"{DEVICES}/{device_id}")
 
     # --- commands ----------------------------------------------------------------------------
@@ -238,7 +240,8 @@ class Client:
 
     def cancel_command(self, command_id: str) -> Command:
         """Cancel one PENDING command. Raises ApiError `100435` if it already ended another way
-        (or was sent), `100434` if there is no such command."""
+        (or was sent; also after a lost answer whose first attempt cancelled it), `100434` if
+        there is no such command."""
         body = {"status": "CANCELED"}
         return Command.from_json(self._call("PUT", f"{COMMANDS}/{command_id}", json=body))
 
