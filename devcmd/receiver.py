@@ -8,11 +8,11 @@ into an `Event`, drop duplicates by `webhook-id`, call your handler, answer devc
 
     app = wsgi_app(handle, secrets=["whsec_..."])   # any WSGI server; or blueprint(...) in Flask
 
-The answer tells devcmd what to do: 2xx once the handler returned (done), 400 for a bad
-signature or body (never retried: a forgery stays refused), 5xx when the handler raised (devcmd
-retries with backoff, same `webhook-id`). A handler may raise `Respond(status)` to choose, e.g.
-`Respond(410)` to stop further attempts of that notification. Needs only `standardwebhooks`;
-Flask is imported by `blueprint()` alone: `pip install 'devcmd[receiver]'`.
+The answer tells devcmd what happened: 2xx once the handler returned (done), 400 for a bad
+signature or body (a forgery stays refused however often it comes), 5xx when the handler raised
+(devcmd retries with backoff, same `webhook-id`). A handler may raise `Respond(status)` to
+choose, e.g. `Respond(410)` to stop further attempts of that notification. Needs only
+`standardwebhooks`; Flask is imported by `blueprint()` alone: `pip install 'devcmd[receiver]'`.
 """
 
 from __future__ import annotations
