@@ -4,28 +4,26 @@ It creates an application (or uses one given), registers a device, queues comman
 callbacks go to a receiver it runs itself, lets the device take two of them, cancels one
 singly, revokes the rest with a revocation task watched live, and then waits for every
 command's final callback, checking each signature with the application's webhookSecret.
+It uses only the public kit: `devcmd.client` to call, `devcmd.receiver` to receive.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from rich.console import Console
 from rich.progress import track
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from devcmd.client import Northbound
-from devcmd.watch import watch
-
-TERMINAL = frozenset({"SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED"})
+from devcmd.client import COMMAND_DONE, Client, DeviceClient, RevocationTask
+from devcmd.client.progress import Bar
+from devcmd.receiver import Event, MemoryDedup, WSGIApp, serving, wsgi_app
 
 
 @dataclass(frozen=True)
@@ -33,142 +31,131 @@ class Settings:
     base_url: str
     app_id: str
     secret: str
-    webhook_secret: str | None
+    webhook_secret: str
     commands: int = 100
     callback_host: str = "127.0.0.1"
     callback_timeout: float = 30.0
 
 
+class _CountingDedup(MemoryDedup):
+    """The receiver kit's in-memory deduplication, counting the duplicates it drops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def claim(self, webhook_id: str) -> bool:
+        fresh = super().claim(webhook_id)
+        self.dropped += not fresh
+        return fresh
+
+
 @dataclass
 class Callbacks:
-    """What the demo's receiver got: every POST body, keyed checks on the signatures."""
+    """What the demo's receiver (devcmd.receiver) got: every verified event, answers by status."""
 
-    verifier: Webhook | None
-    bodies: list[dict] = field(default_factory=list)
-    webhook_ids: Counter[str] = field(default_factory=Counter)
-    verified: int = 0
-    forged: int = 0
+    events: list[Event] = field(default_factory=list)
+    answers: Counter[int] = field(default_factory=Counter)
+    dedup: _CountingDedup = field(default_factory=_CountingDedup)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, headers: dict[str, str], raw: bytes) -> None:
+    def handle(self, event: Event) -> None:
         with self.lock:
-            self.webhook_ids[headers.get("webhook-id", "")] += 1
-            if self.verifier is not None:
-                try:
-                    self.verifier.verify(raw, headers)
-                    self.verified += 1
-                except WebhookVerificationError:
-                    self.forged += 1
-            self.bodies.append(json.loads(raw))
+            self.events.append(event)
+
+    def counting(self, app: WSGIApp) -> WSGIApp:
+        """`app`, counting its answers by HTTP status (400: a signature refused)."""
+
+        def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            def start(status: str, headers: list, *rest: Any) -> Any:
+                with self.lock:
+                    self.answers[int(status.split()[0])] += 1
+                return start_response(status, headers, *rest)
+
+            return app(environ, start)
+
+        return counted
 
     def final_codes(self) -> dict[str, str]:
-        """commandId -> the terminal resultCode called back for it."""
+        """commandId -> the terminal status called back for it."""
         with self.lock:
-            return {
-                b["commandId"]: b["result"]["resultCode"]
-                for b in self.bodies
-                if b["result"]["resultCode"] in TERMINAL
-            }
+            return {e.command_id: e.status for e in self.events if e.status in COMMAND_DONE}
 
-    def duplicates(self) -> int:
+    def received(self) -> int:
         with self.lock:
-            return sum(n - 1 for n in self.webhook_ids.values())
+            return sum(self.answers.values())
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        try:
-            self.server.callbacks.record(headers, raw)
-            status = 204
-        except (ValueError, KeyError, TypeError):
-            status = 400
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the demo reports what arrived itself."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-    callbacks: Callbacks
+    def rejected(self) -> int:
+        with self.lock:
+            return self.answers[400]
 
 
 @contextmanager
-def receiver(host: str, callbacks: Callbacks) -> Iterator[str]:
-    """A callback receiver on `host` (a free port) for the block; yields its URL."""
-    server = _Server((host, 0), _Handler)
-    server.callbacks = callbacks
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}/devcmd-demo"
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver(host: str, webhook_secret: str, callbacks: Callbacks) -> Iterator[str]:
+    """devcmd's receiver kit on `host` (a free port) for the block; yields its URL."""
+    app = wsgi_app(callbacks.handle, secrets=[webhook_secret], dedup=callbacks.dedup)
+    with serving(callbacks.counting(app), host) as server:
+        yield server.url("/devcmd-demo")
 
 
 def run(settings: Settings, console: Console) -> dict:
     """The walkthrough; returns a summary of what happened (also printed step by step).
 
-    Raises client.ApiError / client.Unreachable when the stack refuses or does not answer.
+    Raises devcmd.client.DevcmdError when the stack refuses or does not answer.
     """
-    api = Northbound(settings.base_url, settings.app_id, settings.secret)
-    verifier = Webhook(settings.webhook_secret) if settings.webhook_secret else None
-    callbacks = Callbacks(verifier)
+    api = Client(settings.base_url, settings.app_id, settings.secret)
+    callbacks = Callbacks()
     step = _Steps(console)
-    try:
-        with receiver(settings.callback_host, callbacks) as callback_url:
-            step(f"Receiver for callbacks listening at {callback_url}")
-            api.login()
-            step(f"Logged in as application [bold]{settings.app_id}[/]")
-            device = api.register_device(f"demo-{secrets.token_hex(4)}")
-            device_id, psk = device["deviceId"], device["psk"]
-            step(f"Registered device {device_id}")
-            ids = [
-                api.create_command(device_id, "Light", "SET", {"level": i}, callback_url)[
-                    "commandId"
-                ]
-                for i in track(range(settings.commands), "queueing", console=console)
-            ]
-            step(f"Queued {len(ids)} commands (PENDING), each with callbackUrl set")
-            taken = api.device_fetch(device_id, psk, 2)
+    with api, receiver(settings.callback_host, settings.webhook_secret, callbacks) as url:
+        step(f"Receiver for callbacks (devcmd.receiver) listening at {url}")
+        api.login()
+        step(f"Logged in as application [bold]{settings.app_id}[/]")
+        registered = api.register_device(f"demo-{secrets.token_hex(4)}")
+        device_id = registered.device_id
+        step(f"Registered device {device_id}")
+        ids = [
+            api.create_command(device_id, "Light", "SET", {"level": i}, callback_url=url).command_id
+            for i in track(range(settings.commands), "queueing", console=console)
+        ]
+        step(f"Queued {len(ids)} commands (PENDING), each with callbackUrl set")
+        with DeviceClient(settings.base_url, device_id, registered.psk) as device:
+            taken = device.fetch(2)
             for command, code in zip(taken, ("SUCCESSFUL", "FAILED"), strict=False):
-                api.device_result(device_id, psk, command["commandId"], code)
-            step(f"The device took {len(taken)} and reported SUCCESSFUL and FAILED")
-            single = api.cancel_command(ids[-1])
-            step(f"Cancelled {single['commandId']} on its own: {single['status']}")
-            task = api.create_task(device_id)
-            step(
-                f"Revocation task {task['taskId']}: 201 {task['status']}, "
-                f"scope {task['totalCount']} commands, revoked as of this answer"
-            )
-            final = watch(lambda: api.task(task["taskId"]), console, interval=0.2)
-            done = f"{final['cancelledCount']}/{final['totalCount']}"
-            step(f"Task {final['status']}: cancelled {done}")
-            codes = _await_callbacks(callbacks, set(ids), settings.callback_timeout)
-            step(_callbacks_line(callbacks, codes, len(ids)))
-            attempts = api.notifications(ids[0])
-            step(f"History of {ids[0]}: {len(attempts)} notifications, with their attempts")
-    finally:
-        api.close()
+                device.ack(command.command_id)
+                device.result(command.command_id, code, {"by": "devcmd demo"})
+        step(f"The device took {len(taken)} and reported SUCCESSFUL and FAILED")
+        single = api.cancel_command(ids[-1])
+        step(f"Cancelled {single.command_id} on its own: {single.status}")
+        task = api.create_revocation_task(device_id)
+        step(
+            f"Revocation task {task.task_id}: 201 {task.status}, "
+            f"scope {task.total_count} commands, revoked as of this answer"
+        )
+        final = _watch(api, task, console)
+        step(f"Task {final.status}: cancelled {final.cancelled_count}/{final.total_count}")
+        codes = _await_callbacks(callbacks, set(ids), settings.callback_timeout)
+        step(_callbacks_line(callbacks, codes, len(ids)))
+        attempts = api.notifications(ids[0])
+        step(f"History of {ids[0]}: {len(attempts)} notifications, with their attempts")
     return {
         "appId": settings.app_id,
         "deviceId": device_id,
         "commands": len(ids),
-        "task": {k: final[k] for k in ("taskId", "status", "totalCount", "cancelledCount")},
+        "task": {k: final.raw[k] for k in ("taskId", "status", "totalCount", "cancelledCount")},
         "finalCallbacks": dict(Counter(codes.values())),
-        "callbacksReceived": len(callbacks.bodies),
-        "signaturesVerified": callbacks.verified if verifier else None,
-        "signaturesRejected": callbacks.forged if verifier else None,
-        "duplicateDeliveries": callbacks.duplicates(),
+        "callbacksReceived": callbacks.received(),
+        "signaturesVerified": callbacks.received() - callbacks.rejected(),
+        "signaturesRejected": callbacks.rejected(),
+        "duplicateDeliveries": callbacks.dedup.dropped,
     }
+
+
+def _watch(api: Client, task: RevocationTask, console: Console) -> RevocationTask:
+    bar = Bar(console)
+    try:
+        return api.wait_for_task(task.task_id, progress=bar.update, max_interval=0.2)
+    finally:
+        bar.stop()
 
 
 def _await_callbacks(callbacks: Callbacks, ids: set[str], timeout: float) -> dict[str, str]:
@@ -181,10 +168,12 @@ def _await_callbacks(callbacks: Callbacks, ids: set[str], timeout: float) -> dic
 
 def _callbacks_line(callbacks: Callbacks, codes: dict[str, str], expected: int) -> str:
     tally = ", ".join(f"{n} {code}" for code, n in sorted(Counter(codes.values()).items()))
-    line = f"Final callbacks for {len(codes)}/{expected} commands ({tally})"
-    if callbacks.verifier is not None:
-        line += f"; {callbacks.verified} signatures verified, {callbacks.forged} rejected"
-    return line + f"; {len(callbacks.bodies)} POSTs in all"
+    received, rejected = callbacks.received(), callbacks.rejected()
+    return (
+        f"Final callbacks for {len(codes)}/{expected} commands ({tally}); "
+        f"{received - rejected} signatures verified, {rejected} rejected, "
+        f"{callbacks.dedup.dropped} duplicates dropped; {received} POSTs in all"
+    )
 
 
 class _Steps:

@@ -1,7 +1,8 @@
 """A device simulator (`devcmd simulate`): registers devices through the northbound API, then
 drives the device API as real devices would: poll for commands, wait, acknowledge, report a result.
 
-It is a plain HTTP client (no Redis). Devices are registered once per application and their
+It talks HTTP only (no Redis), through `devcmd.client`: `Client` registers, `DeviceClient`
+takes the commands. Devices are registered once per application and their
 credentials kept in `$DEVCMD_HOME/simulated-devices-<appId>.json`, so later runs reuse them.
 A small pool of threads serves every device from one due-time queue: a device's next poll, or
 its acknowledgement `ack_delay` seconds after a fetch, is a job that runs when it is due.
@@ -26,19 +27,16 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from devcmd.client import Client, DevcmdError, DeviceClient, Transport, Unreachable
+
 log = logging.getLogger(__name__)
 
-LOGIN = "/iocm/app/sec/v1.1.0/login"
-REGISTER = "/iocm/app/reg/v1.1.0/deviceCredentials"
-DEVICE_API = "/southbound/v1/devices/{device_id}/commands"
 NODE_ID_TAKEN = "100416"
-THROTTLED = "1010009"  # flow control: wait Retry-After seconds
-TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
+THROTTLED_WAITS = 1000  # registration waits out flow control (Retry-After) this many times
 METRICS = ("fetched", "acked", "succeeded", "failed", "rejected", "errors")
 DRAIN_GRACE = 10.0  # seconds to finish fetched commands after a stop, beyond ack_delay
 
@@ -75,6 +73,7 @@ class Device:
     psk: str
     idle: bool = False
     dead: bool = False
+    api: DeviceClient | None = field(default=None, repr=False)
 
 
 def fails(seed: str, command_id: str, rate: float) -> bool:
@@ -89,40 +88,35 @@ def credentials_path(home: Path, app_id: str) -> Path:
     return home / f"simulated-devices-{re.sub(r'[^A-Za-z0-9_.-]', '_', app_id)}.json"
 
 
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    """One keep-alive session per thread (requests sessions are not shared between threads)."""
-    if not hasattr(_local, "session"):
-        _local.session = requests.Session()
-    return _local.session
-
-
 # --- registration (northbound) -------------------------------------------------------------
-
-
-def login(settings: Settings) -> str:
-    """Log in as the application; returns the access token. Raises SimulationError."""
-    form = {"appId": settings.app_id, "secret": settings.secret}
-    try:
-        response = _session().post(settings.base_url + LOGIN, data=form, timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise SimulationError(f"cannot reach {settings.base_url}: {exc}") from exc
-    if response.status_code != 200:
-        raise SimulationError(f"login refused: {response.status_code} {response.text}")
-    return response.json()["accessToken"]
 
 
 def register_devices(settings: Settings) -> list[Device]:
     """Register `settings.devices` devices (or reuse the saved credentials of those already
     registered); the credentials file is updated even if some registration fails."""
-    token = login(settings)
     path = credentials_path(settings.home, settings.app_id)
     saved = json.loads(path.read_text()) if path.exists() else {}
     nodes = [f"{settings.node_prefix}{i:04d}" for i in range(1, settings.devices + 1)]
-    with ThreadPoolExecutor(min(settings.threads, len(nodes))) as pool:
-        futures = [pool.submit(_register, settings, token, n, saved.get(n)) for n in nodes]
+    # Flow control (1010009) is waited out as often as it says: registering more devices than
+    # the limit allows a minute just takes longer (`devcmd apps set-limit` raises it).
+    api = Client(
+        settings.base_url,
+        settings.app_id,
+        settings.secret,
+        throttled_waits=THROTTLED_WAITS,
+        pool_size=settings.threads,
+    )
+    try:
+        api.login()
+    except Unreachable as exc:
+        api.close()
+        raise SimulationError(f"cannot reach {settings.base_url}: {exc.error_desc}") from exc
+    except DevcmdError as exc:
+        api.close()
+        refusal = f"{exc.http_status} {exc.error_code}: {exc.error_desc}"
+        raise SimulationError(f"login refused: {refusal}") from exc
+    with api, ThreadPoolExecutor(min(settings.threads, len(nodes))) as pool:
+        futures = [pool.submit(_register, api, settings, n, saved.get(n)) for n in nodes]
     # Every registration has run: keep each psk the server handed out, even when another
     # registration failed, or the next run would find those nodeIds taken and their psk lost.
     devices = [f.result() for f in futures if f.exception() is None]
@@ -135,43 +129,20 @@ def register_devices(settings: Settings) -> list[Device]:
     return devices
 
 
-def _register(settings: Settings, token: str, node_id: str, saved: dict | None) -> Device:
-    headers = {"app_key": settings.app_id, "Authorization": f"Bearer {token}"}
+def _register(api: Client, settings: Settings, node_id: str, saved: dict | None) -> Device:
     try:
-        response = _post_paced(settings.base_url + REGISTER, {"nodeId": node_id}, headers)
-    except requests.RequestException as exc:
-        raise SimulationError(f"registering {node_id}: {exc}") from exc
-    if response.status_code == 200:
-        body = response.json()
-        return Device(node_id, body["deviceId"], body["psk"])
-    taken = response.status_code == 409 and _error_code(response) == NODE_ID_TAKEN
-    if taken and saved:
-        return Device(node_id, saved["deviceId"], saved["psk"])
-    if taken:
+        registered = api.register_device(node_id)
+    except DevcmdError as exc:
+        if exc.error_code != NODE_ID_TAKEN:
+            raise SimulationError(f"registering {node_id}: {exc}") from exc
+        if saved:
+            return Device(node_id, saved["deviceId"], saved["psk"])
         path = credentials_path(settings.home, settings.app_id)
         raise SimulationError(
             f"nodeId {node_id} is already registered but its psk is not in {path}: "
             "delete that device or choose another --node-prefix"
-        )
-    raise SimulationError(f"registering {node_id}: {response.status_code} {response.text}")
-
-
-def _post_paced(url: str, body: dict, headers: dict[str, str]) -> requests.Response:
-    """POST, waiting out the application's flow control (403 `1010009`) as often as it says:
-    registering more devices than the limit allows a minute just takes longer (`devcmd apps
-    set-limit` raises it)."""
-    while True:
-        response = _session().post(url, json=body, headers=headers, timeout=TIMEOUT)
-        if response.status_code != 403 or _error_code(response) != THROTTLED:
-            return response
-        time.sleep(max(1, int(response.headers.get("Retry-After", "1"))))
-
-
-def _error_code(response: requests.Response) -> str | None:
-    try:
-        return response.json().get("error_code")
-    except (ValueError, AttributeError):
-        return None
+        ) from exc
+    return Device(node_id, registered.device_id, registered.psk)
 
 
 def _write_private(path: Path, value: object) -> None:
@@ -184,33 +155,6 @@ def _write_private(path: Path, value: object) -> None:
     with open(descriptor, "w") as file:
         file.write(json.dumps(value, indent=2, sort_keys=True))
     os.replace(tmp, path)
-
-
-# --- the device API (southbound) -----------------------------------------------------------
-
-
-class DeviceApi:
-    """The three device calls; answers other than success are returned as status codes."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-
-    def fetch(self, device: Device, limit: int) -> tuple[int, list[dict]]:
-        response = self._call("GET", device, "", params={"max": limit})
-        commands = response.json()["commands"] if response.status_code == 200 else []
-        return response.status_code, commands
-
-    def ack(self, device: Device, command_id: str) -> int:
-        return self._call("POST", device, f"/{command_id}/ack").status_code
-
-    def result(self, device: Device, command_id: str, code: str, detail: object) -> int:
-        body = {"resultCode": code, "resultDetail": detail}
-        return self._call("POST", device, f"/{command_id}/result", json=body).status_code
-
-    def _call(self, method: str, device: Device, path: str, **kwargs) -> requests.Response:
-        url = self.base_url + DEVICE_API.format(device_id=device.device_id) + path
-        auth = (device.device_id, device.psk)
-        return _session().request(method, url, auth=auth, timeout=TIMEOUT, **kwargs)
 
 
 # --- scheduling ----------------------------------------------------------------------------
@@ -293,7 +237,12 @@ class Simulation:
     def __init__(self, settings: Settings, devices: list[Device]) -> None:
         self.settings = settings
         self.devices = devices
-        self.api = DeviceApi(settings.base_url)
+        # One connection pool for every simulated device, one connection per thread at most.
+        self.transport = Transport(settings.base_url, retries=0, pool_size=settings.threads)
+        for device in devices:
+            device.api = DeviceClient(
+                settings.base_url, device.device_id, device.psk, transport=self.transport
+            )
         self.scheduler = Scheduler()
         self.tally = Tally()
         self.seed = settings.seed or secrets.token_hex(4)
@@ -313,6 +262,7 @@ class Simulation:
         with suppress(KeyboardInterrupt):
             stopped_by = self._wait(start, display)
         self._stop(threads)
+        self.transport.close()
         summary = self.summary(time.monotonic() - start, stopped_by)
         if self.settings.record:
             with self.tally.lock:
@@ -362,13 +312,20 @@ class Simulation:
 
     def _poll(self, device: Device) -> None:
         try:
-            status, commands = self.api.fetch(device, self.settings.batch)
-        except requests.RequestException as exc:
-            status, commands = None, []
+            taken = device.api.fetch(self.settings.batch)
+        except DevcmdError as exc:
             log.warning("%s: fetch failed: %s", device.node_id, exc)
-        if status != 200:
-            self._fetch_failed(device, status)
+            self._fetch_failed(device, exc.http_status)
             return
+        commands = [
+            {
+                "commandId": c.command_id,
+                "serviceId": c.service_id,
+                "method": c.method,
+                "paras": c.paras,
+            }
+            for c in taken
+        ]
         device.idle = not commands
         if not commands:
             self._schedule_poll(device, self.settings.poll_interval)
@@ -412,21 +369,18 @@ class Simulation:
         code = "FAILED" if failed else "SUCCESSFUL"
         detail = {"simulated": True, "nodeId": device.node_id}
         try:
-            acked = self.api.ack(device, command_id)
-            if acked != 204:
-                return self._refused(acked)
+            device.api.ack(command_id)
             self.tally.add("acked")
-            done = self.api.result(device, command_id, code, detail)
-            if done != 204:
-                return self._refused(done)
-        except requests.RequestException as exc:
-            log.warning("%s: command %s: %s", device.node_id, command_id, exc)
-            self.tally.add("errors")
-            return "ERROR"
+            device.api.result(command_id, code, detail)
+        except DevcmdError as exc:
+            outcome = self._refused(exc.http_status)
+            if outcome == "ERROR":
+                log.warning("%s: command %s: %s", device.node_id, command_id, exc)
+            return outcome
         self.tally.add("failed" if failed else "succeeded")
         return code
 
-    def _refused(self, status: int) -> str:
+    def _refused(self, status: int | None) -> str:
         """404/409: the command is no longer the device's to touch (rejected); else an error."""
         if status in (404, 409):
             self.tally.add("rejected")

@@ -9,8 +9,9 @@ import click
 import requests
 from rich.console import Console
 
-from devcmd import client, demo, watch
+from devcmd import demo
 from devcmd.cli.common import admin_services, api_url
+from devcmd.client import DevcmdError
 from devcmd.config import Config
 from devcmd.domain import auth
 
@@ -19,7 +20,7 @@ from devcmd.domain import auth
 @click.option("--base-url", help="The API's address (default: http://$HOST:$PORT).")
 @click.option("--app-id", help="Use this application (default: create a new one in Redis).")
 @click.option("--secret", help="The --app-id application's secret.")
-@click.option("--webhook-secret", help="Its webhookSecret, to verify callback signatures.")
+@click.option("--webhook-secret", help="The --app-id application's webhookSecret.")
 @click.option("--commands", type=click.IntRange(3, 100_000), default=100, show_default=True)
 @click.option(
     "--callback-host",
@@ -46,8 +47,8 @@ def demo_(config: Config, base_url: str | None, app_id: str | None, **options: A
         raise click.ClickException(
             f"no devcmd answers at {url} ({exc.__class__.__name__}); start one with `devcmd run`"
         ) from exc
-    if app_id and not options["secret"]:
-        raise click.UsageError("--app-id needs --secret")
+    if app_id and not (options["secret"] and options["webhook_secret"]):
+        raise click.UsageError("--app-id needs --secret and --webhook-secret")
     if not app_id:
         with admin_services(config) as svc:
             created = auth.create_application(svc, name="devcmd demo")
@@ -56,6 +57,6 @@ def demo_(config: Config, base_url: str | None, app_id: str | None, **options: A
     settings = demo.Settings(base_url=url, app_id=app_id, **options)
     try:
         summary = demo.run(settings, Console(stderr=True))
-    except (client.ApiError, client.Unreachable, watch.WatchTimeout) as exc:
+    except DevcmdError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(summary))

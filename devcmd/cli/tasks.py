@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from devcmd import client, watch
 from devcmd.cli.common import api_url, print_json
+from devcmd.client import Client, DevcmdError, TaskTimeout
+from devcmd.client.progress import Bar
 from devcmd.config import Config
 
 
@@ -38,15 +39,18 @@ def watch_task(
     polled over the API as the application. Exits 0 once the task is SUCCESS, PART_SUCCESS or
     FAILED, 1 if it is unknown or --timeout passes first.
     """
-    api = client.Northbound(api_url(config, base_url), app_id, secret)
-    console = Console(stderr=True)
+    bar = Bar(Console(stderr=True))
     try:
-        api.login()
-        task = watch.watch(lambda: api.task(task_id), console, interval, timeout)
-    except watch.WatchTimeout as exc:
-        raise click.ClickException(f"{exc} after {timeout} s") from exc
-    except (client.ApiError, client.Unreachable) as exc:
+        with Client(api_url(config, base_url), app_id, secret) as api:
+            task = api.wait_for_task(
+                task_id, timeout, bar.update, interval=interval, max_interval=interval
+            )
+    except TaskTimeout as exc:
+        raise click.ClickException(
+            f"task {task_id} still {exc.task.status} after {timeout} s"
+        ) from exc
+    except DevcmdError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
-        api.close()
-    print_json(task)
+        bar.stop()
+    print_json(task.raw)

@@ -27,7 +27,6 @@ from devcmd.domain.ids import new_id
 from devcmd.embedded import free_port
 from devcmd.services import Services
 from devcmd.store import keys
-from tests.e2e import receiver as receivers
 from tests.e2e.oceanconnect import OceanConnect
 from tests.e2e.processes import (
     PROCESSES,
@@ -213,10 +212,9 @@ def wait_callbacks(receiver: Receiver, command_ids: set[str]) -> None:
 
 
 @pytest.fixture
-def keepalive_receiver(monkeypatch: pytest.MonkeyPatch) -> Receiver:
-    """The e2e receiver speaking HTTP/1.1, so the workers' connection pools keep connections
+def keepalive_receiver() -> Receiver:
+    """The e2e receiver; it speaks HTTP/1.1, so the workers' connection pools keep connections
     open: about twice the callbacks per second of one connection per POST, which 50,000 need."""
-    monkeypatch.setattr(receivers._Handler, "protocol_version", "HTTP/1.1")
     server = Receiver().start()
     yield server
     server.stop()
