@@ -271,7 +271,6 @@ def test_a_create_whose_answer_was_lost_is_resent_with_the_same_idempotency_key(
     assert len(set(keys)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="needs server Idempotency-Key (issue 12)")
 def test_a_dropped_connection_retried_does_not_duplicate_the_command(
     proxy: DroppingProxy, application: dict[str, str]
 ) -> None:
