@@ -20,6 +20,7 @@ NAMES = (
     "register_device",
     "claim_due",
     "take_token",
+    "admit_call",
 )
 
 
@@ -46,3 +47,4 @@ class Scripts:
     register_device: Script
     claim_due: Script
     take_token: Script
+    admit_call: Script

@@ -1,0 +1,354 @@
+"""Benchmark: requests/s and latency of the API's hot paths, each beside the bare `/healthz` of
+the same gunicorn in the same run.
+
+Run from the repository root: `.venv/bin/python -m bench.http` (or `make bench`; as a
+module, because a script named http.py would shadow the standard library). It starts its own redis-server and the
+web process exactly as `devcmd run` does (`devcmd.cli.run.process_commands`: gunicorn with
+`devcmd.gunicorn_config`, JSON logs on, metrics on), with flow control on: the benchmark
+application gets its own high limit, as `devcmd apps set-limit` gives it. Each endpoint is driven
+by `wrk` (Debian package `wrk`) with 2 threads and 16 keep-alive connections. `wrk`'s own CPU
+time is measured too: on a 2-core machine the load generator competes with the server, and a
+generator that used most of its threads' time would be the limit, not the server.
+
+`--baseline DIR` also measures another checkout (e.g. a `git worktree` of an older commit, run
+with this interpreter) in the same run, so old and new compare on the same machine minutes apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from devcmd.cli.run import process_commands
+from devcmd.config import Config
+from devcmd.domain import auth, commands, devices
+from devcmd.embedded import free_port, temporary_server
+from devcmd.services import Services
+
+console = Console()
+REPO = Path(__file__).resolve().parents[1]
+APP, SECRET = "bench", "bench-secret"
+COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 3}}
+LISTED = 200  # commands on the device whose first page of 100 is listed
+THREADS, CONNECTIONS = 2, 16
+BUSY = 0.9  # share of its threads' wall time above which wrk itself may be the limit
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One measured call: what wrk sends, and which of the bare endpoint's figures it faces."""
+
+    name: str
+    method: str
+    path: str
+    body: dict | None = None
+    headers: str = "app"  # "app" (app_key + bearer), "device" (Basic deviceId:psk) or "none"
+    kind: str = "read"  # "bare", "create" or "read": which target its ratio is held to
+
+
+@dataclass(frozen=True)
+class Result:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    wrk_busy: float  # wrk's CPU time / (threads x wall time)
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """What the calls need: a token, and devices for each kind of call."""
+
+    token: str
+    create_device: str
+    listed_device: str
+    revoked_device: str
+    polled_device: str
+    polled_psk: str
+
+
+def endpoints(f: Fixture) -> list[Endpoint]:
+    """The calls measured, in order; the bare endpoint comes first and last (drift check)."""
+    base = "/iocm/app/cmd/v1.4.0"
+    bare = Endpoint("bare /healthz", "GET", "/healthz", headers="none", kind="bare")
+    return [
+        bare,
+        Endpoint(
+            "create command",
+            "POST",
+            f"{base}/deviceCommands",
+            {"deviceId": f.create_device, "command": COMMAND},
+            kind="create",
+        ),
+        Endpoint("query device", "GET", f"/iocm/app/dm/v1.4.0/devices/{f.listed_device}"),
+        Endpoint(
+            "query commands (100)",
+            "GET",
+            f"{base}/deviceCommands?deviceId={f.listed_device}&pageNo=0&pageSize=100",
+        ),
+        Endpoint(
+            "open revocation task",
+            "POST",
+            f"{base}/deviceCommandCancelTasks",
+            {"deviceId": f.revoked_device},
+            kind="create",
+        ),
+        Endpoint(
+            "device fetch (device API)",
+            "GET",
+            f"/southbound/v1/devices/{f.polled_device}/commands?max=10",
+            headers="device",
+        ),
+        bare,
+    ]
+
+
+def lua_script(endpoint: Endpoint, f: Fixture) -> str:
+    """A wrk script sending `endpoint`'s method, headers and body on every request."""
+    headers: dict[str, str] = {}
+    if endpoint.headers == "app":
+        headers = {"app_key": APP, "Authorization": f"Bearer {f.token}"}
+    elif endpoint.headers == "device":
+        import base64
+
+        basic = base64.b64encode(f"{f.polled_device}:{f.polled_psk}".encode()).decode()
+        headers = {"Authorization": f"Basic {basic}"}
+    lines = [f"wrk.method = {json.dumps(endpoint.method)}"]
+    if endpoint.body is not None:
+        lines.append(f"wrk.body = {json.dumps(json.dumps(endpoint.body))}")
+        headers["Content-Type"] = "application/json"
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    # Any answer but the expected 2xx makes the run invalid: count them where wrk can see them.
+    lines.append("function response(status, headers, body)")
+    lines.append('  if status >= 300 then io.stderr:write("status " .. status .. "\\n") end')
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * UNITS[unit]
+
+
+def run_wrk(url: str, script: Path, seconds: int) -> Result:
+    """One wrk run; raises RuntimeError if any answer was not 2xx (or a socket error)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [
+            "wrk",
+            f"-t{THREADS}",
+            f"-c{CONNECTIONS}",
+            f"-d{round(seconds)}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = done.stdout
+    if "Non-2xx" in out or "Socket errors" in out or done.stderr.strip():
+        raise RuntimeError(f"wrk saw errors for {url}:\n{out}\n{done.stderr[:2000]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return Result(rate, _ms(percentiles["50"]), _ms(percentiles["99"]), cpu / (THREADS * seconds))
+
+
+def prepare(svc: Services) -> Fixture:
+    """The application (with a high limit of its own, flow control still on), its token, and
+    one device per kind of call."""
+    auth.create_application(svc, app_id=APP, secret=SECRET)
+    auth.set_rate_limit(svc, APP, 100_000_000)
+    token = auth.login(svc, APP, SECRET)["accessToken"]
+    made = {n: devices.register(svc, APP, n, None, None) for n in ("c", "l", "r", "p")}
+    for _ in range(LISTED):
+        commands.create(svc, APP, made["l"]["deviceId"], COMMAND, {})
+    return Fixture(
+        token,
+        made["c"]["deviceId"],
+        made["l"]["deviceId"],
+        made["r"]["deviceId"],
+        made["p"]["deviceId"],
+        made["p"]["psk"],
+    )
+
+
+@contextmanager
+def web(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[str]:
+    """gunicorn as `devcmd run` starts it, run from `app_dir`; yields its base URL."""
+    port = free_port()
+    config = Config().with_(port=port, redis_url=redis_url)
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "PORT": str(port),
+        "LOG_FORMAT": "json",
+        # Opening tasks enqueues sweeps nobody runs here: keep backpressure on, above the run.
+        "REVOCATION_QUEUE_LIMIT": "10000000",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn_config makes a fresh one
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            process_commands(config)["web"],
+            cwd=app_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_up(base, process)
+            yield base
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _wait_up(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("gunicorn exited while starting")
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).ok:
+                return
+        except requests.RequestException:  # not listening yet, or still importing
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("gunicorn did not answer /healthz")
+
+
+def measure(app_dir: Path, seconds: int, workdir: Path) -> list[tuple[Endpoint, Result]]:
+    """Every endpoint against a fresh Redis and a fresh gunicorn from `app_dir`."""
+    with temporary_server() as server:
+        svc = Services.from_config(Config().with_(redis_url=server.url))
+        try:
+            fixture = prepare(svc)
+        finally:
+            svc.close()
+        with web(server.url, app_dir, workdir / f"web-{app_dir.name}.log") as base:
+            results = []
+            for number, endpoint in enumerate(endpoints(fixture)):
+                script = workdir / f"call{number}.lua"
+                script.write_text(lua_script(endpoint, fixture))
+                run_wrk(base + endpoint.path, script, 1)  # warm up: imports, connections
+                results.append((endpoint, run_wrk(base + endpoint.path, script, seconds)))
+                console.print(f"  {endpoint.name}: {results[-1][1].requests_per_s:,.0f}/s")
+            return results
+
+
+TARGETS = {"create": 0.6, "read": 0.7}
+
+
+def summarize(results: list[tuple[Endpoint, Result]]) -> dict[str, tuple[Result, float]]:
+    """Per endpoint: its result and its ratio to the mean of the two bare runs."""
+    bare = [r for e, r in results if e.kind == "bare"]
+    bare_rate = sum(r.requests_per_s for r in bare) / len(bare)
+    merged = Result(
+        bare_rate,
+        sum(r.p50_ms for r in bare) / len(bare),
+        sum(r.p99_ms for r in bare) / len(bare),
+        max(r.wrk_busy for r in bare),
+    )
+    table = {"bare /healthz": (merged, 1.0)}
+    for endpoint, result in results:
+        if endpoint.kind != "bare":
+            table[endpoint.name] = (result, result.requests_per_s / bare_rate)
+    return table
+
+
+def report(
+    title: str,
+    new: dict[str, tuple[Result, float]],
+    old: dict[str, tuple[Result, float]] | None,
+    kinds: dict[str, str],
+) -> bool:
+    """Print one table (old beside new when measured); True if every target is met."""
+    table = Table(title=title)
+    for column in ("call", "requests/s", "p50 ms", "p99 ms", "ratio", "target", "wrk busy"):
+        table.add_column(column, justify="left" if column == "call" else "right")
+    if old:
+        table.add_column("baseline req/s", justify="right")
+        table.add_column("baseline ratio", justify="right")
+    met = True
+    for name, (result, ratio) in new.items():
+        target = TARGETS.get(kinds[name])
+        ok = target is None or ratio >= target
+        met = met and ok
+        row = [
+            name,
+            f"{result.requests_per_s:,.0f}",
+            f"{result.p50_ms:.2f}",
+            f"{result.p99_ms:.2f}",
+            f"{ratio:.2f}",
+            "" if target is None else f">= {target} {'ok' if ok else 'MISSED'}",
+            f"{result.wrk_busy:.0%}" + (" (generator-bound?)" if result.wrk_busy > BUSY else ""),
+        ]
+        if old:
+            before, before_ratio = old[name]
+            row += [f"{before.requests_per_s:,.0f}", f"{before_ratio:.2f}"]
+        table.add_row(*row)
+    console.print(table)
+    return met
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8, help="per endpoint")
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure first")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench/http.py needs wrk: apt-get install wrk (Debian/Ubuntu package `wrk`)")
+    workdir = Path(tempfile.mkdtemp(prefix="devcmd-bench-http-"))
+    try:
+        old = None
+        if args.baseline:
+            console.print(f"baseline: {args.baseline}")
+            old = summarize(measure(args.baseline.resolve(), args.seconds, workdir))
+        console.print(f"this checkout: {REPO}")
+        results = measure(REPO, args.seconds, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    new = summarize(results)
+    kinds = {"bare /healthz": "bare"} | {e.name: e.kind for e, _ in results}
+    met = report("devcmd HTTP benchmark (ratios to bare /healthz, one run)", new, old, kinds)
+    if args.json:
+        figures = {"new": {n: [r.__dict__, q] for n, (r, q) in new.items()}}
+        if old:
+            figures["old"] = {n: [r.__dict__, q] for n, (r, q) in old.items()}
+        args.json.write_text(json.dumps(figures, indent=2))
+    console.print("targets met" if met else "targets MISSED (see the table)")
+
+
+if __name__ == "__main__":
+    main()
