@@ -1,9 +1,9 @@
 """Benchmark: requests/s and latency of the API's hot paths, each beside the bare `/healthz` of
 the same gunicorn in the same run.
 
-Run from the repository root: `.venv/bin/python -m bench.http` (or `make bench`; as a
-module, because a script named http.py would shadow the standard library). It starts its own redis-server and the
-web process exactly as `devcmd run` does (`devcmd.cli.run.process_commands`: gunicorn with
+Run from the repository root: `.venv/bin/python -m bench.http` (or `make bench`; as a module,
+because a script named http.py would shadow the standard library). It starts its own redis-server
+and the web process exactly as `devcmd run` does (`devcmd.cli.run.process_commands`: gunicorn with
 `devcmd.gunicorn_config`, JSON logs on, metrics on), with flow control on: the benchmark
 application gets its own high limit, as `devcmd apps set-limit` gives it. Each endpoint is driven
 by `wrk` (Debian package `wrk`) with 2 threads and 16 keep-alive connections. `wrk`'s own CPU
@@ -23,6 +23,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ from devcmd.domain import auth, commands, devices
 from devcmd.embedded import free_port, temporary_server
 from devcmd.services import Services
 
-console = Console()
+console = Console(width=200)
 REPO = Path(__file__).resolve().parents[1]
 APP, SECRET = "bench", "bench-secret"
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 3}}
@@ -69,6 +70,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     wrk_busy: float  # wrk's CPU time / (threads x wall time)
+    server_us: float  # CPU time of gunicorn (master and workers) and Redis per request
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,9 @@ class Fixture:
 
 
 def endpoints(f: Fixture) -> list[Endpoint]:
-    """The calls measured, in order; the bare endpoint comes first and last (drift check)."""
+    """The calls measured against the bare endpoint, in order."""
     base = "/iocm/app/cmd/v1.4.0"
-    bare = Endpoint("bare /healthz", "GET", "/healthz", headers="none", kind="bare")
     return [
-        bare,
         Endpoint(
             "create command",
             "POST",
@@ -115,8 +115,10 @@ def endpoints(f: Fixture) -> list[Endpoint]:
             f"/southbound/v1/devices/{f.polled_device}/commands?max=10",
             headers="device",
         ),
-        bare,
     ]
+
+
+BARE = Endpoint("bare /healthz", "GET", "/healthz", headers="none", kind="bare")
 
 
 def lua_script(endpoint: Endpoint, f: Fixture) -> str:
@@ -141,23 +143,41 @@ def lua_script(endpoint: Endpoint, f: Fixture) -> str:
     return "\n".join(lines) + "\n"
 
 
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
 def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(number) * UNITS[unit]
 
 
-def run_wrk(url: str, script: Path, seconds: int) -> Result:
-    """One wrk run; raises RuntimeError if any answer was not 2xx (or a socket error)."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes, their live children, and their reaped
+    children (gunicorn recycles workers every ~10,000 requests)."""
+    total = 0
+    for pid in pids:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for number, each in enumerate([pid, *map(int, children)]):
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+            # utime, stime (fields 14, 15); for the parent also cutime, cstime (16, 17)
+            total += sum(int(v) for v in fields[11 : 15 if number == 0 else 13])
+    return total / CLOCK_TICKS
+
+
+def run_wrk(url: str, script: Path, seconds: int, server: list[int]) -> Result:
+    """One wrk run against the processes `server`; raises RuntimeError if any answer was not
+    2xx (or a socket error)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = process_cpu(server)
     done = subprocess.run(
         [
             "wrk",
             f"-t{THREADS}",
             f"-c{CONNECTIONS}",
-            f"-d{round(seconds)}s",
+            f"-d{seconds}s",
             "--latency",
             "-s",
             str(script),
@@ -168,13 +188,23 @@ def run_wrk(url: str, script: Path, seconds: int) -> Result:
         check=True,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = process_cpu(server) - server_before
     out = done.stdout
     if "Non-2xx" in out or "Socket errors" in out or done.stderr.strip():
         raise RuntimeError(f"wrk saw errors for {url}:\n{out}\n{done.stderr[:2000]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))
+    if len(percentiles) != 2:
+        raise RuntimeError(f"unexpected wrk output for {url}:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return Result(rate, _ms(percentiles["50"]), _ms(percentiles["99"]), cpu / (THREADS * seconds))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
+    return Result(
+        rate,
+        _ms(percentiles["50"]),
+        _ms(percentiles["99"]),
+        cpu / (THREADS * seconds),
+        server_cpu / count * 1e6,
+    )
 
 
 def prepare(svc: Services) -> Fixture:
@@ -197,8 +227,8 @@ def prepare(svc: Services) -> Fixture:
 
 
 @contextmanager
-def web(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[str]:
-    """gunicorn as `devcmd run` starts it, run from `app_dir`; yields its base URL."""
+def web(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[tuple[str, int]]:
+    """gunicorn as `devcmd run` starts it, run from `app_dir`; yields its base URL and pid."""
     port = free_port()
     config = Config().with_(port=port, redis_url=redis_url)
     env = {
@@ -223,7 +253,7 @@ def web(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[str]:
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_up(base, process)
-            yield base
+            yield base, process.pid
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -247,42 +277,66 @@ def _wait_up(base: str, process: subprocess.Popen, timeout: float = 30.0) -> Non
     raise RuntimeError("gunicorn did not answer /healthz")
 
 
-def measure(app_dir: Path, seconds: int, workdir: Path) -> list[tuple[Endpoint, Result]]:
-    """Every endpoint against a fresh Redis and a fresh gunicorn from `app_dir`."""
+def measure(app_dir: Path, seconds: int, rounds: int, workdir: Path) -> dict[str, list]:
+    """Every endpoint against a fresh Redis and a fresh gunicorn from `app_dir`: `rounds` times
+    the sequence bare, call 1, bare, call 2, ..., bare, so each call's ratio is taken against
+    the bare runs just before and after it (this machine's speed drifts by the minute).
+    Returns per call name its (result, ratio) of every round."""
     with temporary_server() as server:
         svc = Services.from_config(Config().with_(redis_url=server.url))
         try:
             fixture = prepare(svc)
         finally:
             svc.close()
-        with web(server.url, app_dir, workdir / f"web-{app_dir.name}.log") as base:
-            results = []
-            for number, endpoint in enumerate(endpoints(fixture)):
-                script = workdir / f"call{number}.lua"
-                script.write_text(lua_script(endpoint, fixture))
-                run_wrk(base + endpoint.path, script, 1)  # warm up: imports, connections
-                results.append((endpoint, run_wrk(base + endpoint.path, script, seconds)))
-                console.print(f"  {endpoint.name}: {results[-1][1].requests_per_s:,.0f}/s")
-            return results
+        calls = endpoints(fixture)
+        scripts = {}
+        for endpoint in [BARE, *calls]:
+            scripts[endpoint.name] = workdir / f"call{len(scripts)}.lua"
+            scripts[endpoint.name].write_text(lua_script(endpoint, fixture))
+        measured: dict[str, list] = {e.name: [] for e in [BARE, *calls]}
+        with web(server.url, app_dir, workdir / f"web-{app_dir.name}.log") as (base, pid):
+            pids = [pid, server.process.pid]
+
+            def wrk(endpoint: Endpoint, seconds: int) -> Result:
+                return run_wrk(base + endpoint.path, scripts[endpoint.name], seconds, pids)
+
+            for endpoint in [BARE, *calls]:  # warm up: imports, connections, caches
+                wrk(endpoint, 1)
+            for number in range(rounds):
+                before = wrk(BARE, seconds)
+                measured[BARE.name].append((before, 1.0))
+                for endpoint in calls:
+                    result = wrk(endpoint, seconds)
+                    after = wrk(BARE, seconds)
+                    bare_rate = (before.requests_per_s + after.requests_per_s) / 2
+                    measured[endpoint.name].append((result, result.requests_per_s / bare_rate))
+                    measured[BARE.name].append((after, 1.0))
+                    before = after
+                console.print(
+                    f"  round {number + 1}: "
+                    + ", ".join(f"{n} {v[-1][1]:.2f}" for n, v in measured.items())
+                )
+        return measured
 
 
 TARGETS = {"create": 0.6, "read": 0.7}
 
 
-def summarize(results: list[tuple[Endpoint, Result]]) -> dict[str, tuple[Result, float]]:
-    """Per endpoint: its result and its ratio to the mean of the two bare runs."""
-    bare = [r for e, r in results if e.kind == "bare"]
-    bare_rate = sum(r.requests_per_s for r in bare) / len(bare)
-    merged = Result(
-        bare_rate,
-        sum(r.p50_ms for r in bare) / len(bare),
-        sum(r.p99_ms for r in bare) / len(bare),
-        max(r.wrk_busy for r in bare),
-    )
-    table = {"bare /healthz": (merged, 1.0)}
-    for endpoint, result in results:
-        if endpoint.kind != "bare":
-            table[endpoint.name] = (result, result.requests_per_s / bare_rate)
+def summarize(measured: dict[str, list]) -> dict[str, tuple[Result, float]]:
+    """Per call: the median of its rounds' figures (each figure's own median)."""
+    table = {}
+    for name, runs in measured.items():
+        results = [r for r, _ in runs]
+        table[name] = (
+            Result(
+                statistics.median(r.requests_per_s for r in results),
+                statistics.median(r.p50_ms for r in results),
+                statistics.median(r.p99_ms for r in results),
+                max(r.wrk_busy for r in results),
+                statistics.median(r.server_us for r in results),
+            ),
+            statistics.median(q for _, q in runs),
+        )
     return table
 
 
@@ -292,14 +346,20 @@ def report(
     old: dict[str, tuple[Result, float]] | None,
     kinds: dict[str, str],
 ) -> bool:
-    """Print one table (old beside new when measured); True if every target is met."""
+    """Print one table (old beside new when measured); True if every target is met.
+
+    `CPU ratio` is the bare endpoint's server CPU per request over the call's: the throughput
+    ratio a machine with nothing else running would show when the server is CPU-bound, and a
+    steadier figure than requests/s when other work shares the cores."""
     table = Table(title=title)
-    for column in ("call", "requests/s", "p50 ms", "p99 ms", "ratio", "target", "wrk busy"):
-        table.add_column(column, justify="left" if column == "call" else "right")
+    columns = ["call", "req/s", "p50 ms", "p99 ms", "ratio", "target", "wrk busy", "CPU us/req"]
+    columns.append("CPU ratio")
     if old:
-        table.add_column("baseline req/s", justify="right")
-        table.add_column("baseline ratio", justify="right")
+        columns += ["old req/s", "old ratio", "old CPU us/req", "old CPU ratio"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "call" else "right")
     met = True
+    bare_us = new["bare /healthz"][0].server_us
     for name, (result, ratio) in new.items():
         target = TARGETS.get(kinds[name])
         ok = target is None or ratio >= target
@@ -312,10 +372,14 @@ def report(
             f"{ratio:.2f}",
             "" if target is None else f">= {target} {'ok' if ok else 'MISSED'}",
             f"{result.wrk_busy:.0%}" + (" (generator-bound?)" if result.wrk_busy > BUSY else ""),
+            f"{result.server_us:,.0f}",
+            f"{bare_us / result.server_us:.2f}",
         ]
         if old:
             before, before_ratio = old[name]
+            old_bare_us = old["bare /healthz"][0].server_us
             row += [f"{before.requests_per_s:,.0f}", f"{before_ratio:.2f}"]
+            row += [f"{before.server_us:,.0f}", f"{old_bare_us / before.server_us:.2f}"]
         table.add_row(*row)
     console.print(table)
     return met
@@ -323,7 +387,8 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8, help="per endpoint")
+    parser.add_argument("--seconds", type=int, default=3, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="ratios: their median")
     parser.add_argument("--baseline", type=Path, help="another checkout to measure first")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -334,13 +399,12 @@ def main() -> None:
         old = None
         if args.baseline:
             console.print(f"baseline: {args.baseline}")
-            old = summarize(measure(args.baseline.resolve(), args.seconds, workdir))
+            old = summarize(measure(args.baseline.resolve(), args.seconds, args.rounds, workdir))
         console.print(f"this checkout: {REPO}")
-        results = measure(REPO, args.seconds, workdir)
+        new = summarize(measure(REPO, args.seconds, args.rounds, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    new = summarize(results)
-    kinds = {"bare /healthz": "bare"} | {e.name: e.kind for e, _ in results}
+    kinds = {e.name: e.kind for e in [BARE, *endpoints(Fixture("", "", "", "", "", ""))]}
     met = report("devcmd HTTP benchmark (ratios to bare /healthz, one run)", new, old, kinds)
     if args.json:
         figures = {"new": {n: [r.__dict__, q] for n, (r, q) in new.items()}}
