@@ -54,6 +54,17 @@ class DeviceStore:
             return None
         return record
 
+    def get_with_pending(self, app_id: str, device_id: str) -> tuple[dict[str, str] | None, int]:
+        """The live device (None if unknown or deleted) and its pending count, in one round
+        trip (query device is a hot read)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.device(app_id, device_id))
+        pipe.zcard(keys.pending(app_id, device_id))
+        record, pending = pipe.execute()
+        if not record.get("nodeId") or record.get("deleted") == "1":
+            return None, 0
+        return record, pending
+
     def by_asset(self, app_id: str, asset_id: str) -> str | None:
         """The deviceId registered with this EnOS assetId."""
         return self.redis.hget(keys.app_assets(app_id), asset_id)
@@ -75,6 +86,3 @@ class DeviceStore:
         pipe.zrem(keys.app_devices(app_id), device_id)
         pipe.hdel(keys.device_owners(), device_id)
         pipe.execute()
-
-    def pending_count(self, app_id: str, device_id: str) -> int:
-        return self.redis.zcard(keys.pending(app_id, device_id))

@@ -27,7 +27,10 @@ end
 if fields[3] == '1' then
   return {2, version, 0, 0, 0}
 end
-local limit = tonumber(fields[4]) or default_limit
+local limit = tonumber(fields[4]) or 0
+if limit <= 0 then
+  limit = default_limit  -- no limit of its own (as `devcmd apps set-limit --default`)
+end
 if limit <= 0 then
   return {0, version, 0, 0, 0}
 end
