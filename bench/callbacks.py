@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="POSTs in flight")
     args = parser.parse_args()
     if not shutil.which("wrk"):
-        sys.exit("bench/callbacks.py needs wrk: apt-get install wrk (Debian/Ubuntu package `wrk`)")
+        sys.exit("bench.callbacks needs wrk: apt-get install wrk (Debian/Ubuntu package `wrk`)")
     port = free_port()
     receiver = subprocess.Popen([sys.executable, "-m", "bench.receiver", str(port)], cwd=REPO)
     try:

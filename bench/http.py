@@ -393,7 +393,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if not shutil.which("wrk"):
-        sys.exit("bench/http.py needs wrk: apt-get install wrk (Debian/Ubuntu package `wrk`)")
+        sys.exit("bench.http needs wrk: apt-get install wrk (Debian/Ubuntu package `wrk`)")
     workdir = Path(tempfile.mkdtemp(prefix="devcmd-bench-http-"))
     try:
         old = None

@@ -1,6 +1,6 @@
 """A fast keep-alive HTTP/1.1 receiver for benchmarks: answers 204 to every request and counts
 them. It is a bare asyncio protocol (no framework, no header parsing beyond Content-Length), so
-one process answers several times faster than the sender it measures; `bench/callbacks.py`
+one process answers several times faster than the sender it measures; `bench.callbacks`
 measures its ceiling with wrk first and prints it beside the delivery rate.
 
 Run as its own process, so it does not share the sender's GIL:
