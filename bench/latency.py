@@ -55,13 +55,13 @@ def seed(svc: Services, runs: int, pending: int) -> list[str]:
 
 
 @contextmanager
-def worker(redis_url: str, log_path: Path) -> Iterator[None]:
-    """The revocations worker as `devcmd run` starts it."""
+def worker(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[None]:
+    """The revocations worker as `devcmd run` starts it, run from `app_dir`."""
     env = {**os.environ, "REDIS_URL": redis_url, "LOG_FORMAT": "json"}
     argv = process_commands(Config().with_(redis_url=redis_url))["worker"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             yield
@@ -97,7 +97,7 @@ def revoke_and_wait(session: requests.Session, base: str, device_id: str, pendin
         time.sleep(POLL_SECONDS)
 
 
-def measure(runs: int, pending: int, workdir: Path) -> list[float]:
+def measure(runs: int, pending: int, app_dir: Path, workdir: Path) -> list[float]:
     """Seconds from POST to SUCCESS visible, one sample per device, sorted."""
     with temporary_server() as server:
         svc = Services.from_config(Config().with_(redis_url=server.url))
@@ -109,8 +109,8 @@ def measure(runs: int, pending: int, workdir: Path) -> list[float]:
         session = requests.Session()
         session.headers.update({"app_key": APP, "Authorization": f"Bearer {token}"})
         with (
-            web(server.url, REPO, workdir / "web.log") as (base, _),
-            worker(server.url, workdir / "worker.log"),
+            web(server.url, app_dir, workdir / "web.log") as (base, _),
+            worker(server.url, app_dir, workdir / "worker.log"),
         ):
             wait_ready(session, base)
             return sorted(revoke_and_wait(session, base, d, pending) for d in device_ids)
@@ -120,9 +120,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--pending", type=int, default=1000)
+    parser.add_argument("--app-dir", type=Path, default=REPO, help="the checkout to run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="devcmd-bench-latency-") as tmp:
-        samples = measure(args.runs, args.pending, Path(tmp))
+        samples = measure(args.runs, args.pending, args.app_dir.resolve(), Path(tmp))
     table = Table(title=f"revocation end to end, {args.pending:,} pending, {args.runs} runs")
     table.add_column("measure")
     table.add_column("value", justify="right")
