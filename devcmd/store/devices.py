@@ -10,12 +10,14 @@ from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
 TAKEN = {-1: "nodeId", -2: "assetId", -3: "productKey + deviceKey"}
+OWNER_CACHE_SIZE = 100_000
 
 
 class DeviceStore:
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
         self.scripts = scripts
+        self._owners: dict[str, str] = {}
 
     def create(self, app_id: str, device_id: str, record: dict) -> None:
         """Store a device after claiming its unique names in one atomic step.
@@ -44,8 +46,18 @@ class DeviceStore:
         return self.redis.zrange(keys.app_devices(app_id), 0, -1)
 
     def owner(self, device_id: str) -> str | None:
-        """The application a device belongs to (devices authenticate by their own id)."""
-        return self.redis.hget(keys.device_owners(), device_id)
+        """The application a device belongs to (devices authenticate by their own id).
+
+        Remembered per process: a deviceId is a fresh random id that never changes owner, and a
+        deleted device is refused by its record (`get`), which is always read."""
+        found = self._owners.get(device_id)
+        if found is None:
+            found = self.redis.hget(keys.device_owners(), device_id)
+            if found is not None:
+                if len(self._owners) >= OWNER_CACHE_SIZE:
+                    self._owners.clear()  # bounded; a miss costs one round trip
+                self._owners[device_id] = found
+        return found
 
     def get(self, app_id: str, device_id: str) -> dict[str, str] | None:
         """The live device, or None if unknown or deleted."""
