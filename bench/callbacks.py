@@ -123,7 +123,7 @@ def run(url: str, callback_url: str, args: argparse.Namespace, ceiling: float) -
     auth.create_application(svc, app_id="bench", secret="bench-secret")
     device_id = seed(svc, args.notifications, callback_url)
     sender = delivery.Sender(concurrency=args.concurrency)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     delivered = 0
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("delivering", total=args.notifications)
@@ -132,6 +132,7 @@ def run(url: str, callback_url: str, args: argparse.Namespace, ceiling: float) -
             delivered += counts.get("delivered", 0)
             progress.advance(bar, len(refs))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu  # this process's threads, the event loop's included
     sender.close()
     records = [r for r in notifications_of(svc, device_id) if r]
     latencies = sorted(a["latencyMs"] for r in records for a in r["attempts"])
@@ -145,6 +146,11 @@ def run(url: str, callback_url: str, args: argparse.Namespace, ceiling: float) -
     table.add_row("notifications delivered", f"{delivered:,}")
     table.add_row("throughput", f"{rate:,.0f} notifications/s")
     table.add_row("receiver ceiling / throughput", f"{ceiling / rate:.1f}x")
+    # On a shared machine the sender rarely has a core to itself: its own CPU per notification
+    # says what one process would do if it had.
+    table.add_row("sender CPU per notification", f"{cpu / delivered * 1e6:,.0f} us")
+    table.add_row("throughput per core of sender CPU", f"{delivered / cpu:,.0f} notifications/s")
+    table.add_row("sender's share of a core", f"{cpu / elapsed:.0%}")
     table.add_row("attempt latency p50", f"{statistics.median(latencies):.1f} ms")
     table.add_row("attempt latency p99", f"{latencies[int(len(latencies) * 0.99)]:.1f} ms")
     console.print(table)

@@ -178,6 +178,10 @@ def run_wrk(url: str, script: Path, seconds: int, server: list[int]) -> Result:
             f"-t{THREADS}",
             f"-c{CONNECTIONS}",
             f"-d{seconds}s",
+            # A shared 2-core machine can stall a request for seconds; wrk's default of 2 s
+            # would drop it and count an error instead of measuring its latency.
+            "--timeout",
+            "30s",
             "--latency",
             "-s",
             str(script),
