@@ -96,12 +96,6 @@ class AppStore:
     def update(self, app_id: str, fields: dict[str, str]) -> None:
         self.redis.hset(keys.app(app_id), mapping=fields)
 
-    @staticmethod
-    def rate_limit(record: dict[str, str]) -> int | None:
-        """An application record's own calls per minute, if set (`devcmd apps set-limit`)."""
-        value = record.get(RATE_LIMIT_FIELD)
-        return int(value) if value else None
-
     def set_rate_limit(self, app_id: str, per_minute: int | None) -> None:
         """Set (or with None, clear) the application's own calls per minute."""
         if per_minute is None:
