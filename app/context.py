@@ -7,7 +7,7 @@ from functools import wraps
 
 from flask import current_app, g, request
 
-from app.flow import flow
+from app.flow import check_budget
 from devcmd import logs
 from devcmd.domain import auth
 from devcmd.services import Services
@@ -33,12 +33,12 @@ def request_id() -> str:
 def acting_for(parameter: str):
     """Require `app_key` + `Authorization: Bearer`; the query `parameter` may name another
     application that authorized the caller (OceanConnect's `appId`, EnOS's `orgId`). The call
-    counts against the caller's limit (`app.flow`), acting for another or not."""
+    counts against the caller's budget (`app.flow`), acting for another or not."""
 
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            g.caller = auth.authenticate(
+            g.caller = auth.admit(
                 services(),
                 request.headers.get("app_key"),
                 request.headers.get("Authorization"),
@@ -46,7 +46,8 @@ def acting_for(parameter: str):
             )
             g.app_id = g.caller.app_id
             logs.bind(app_id=g.app_id)
-            return flow().call("northbound", view, *args, **kwargs)
+            check_budget(g.caller.budget)
+            return view(*args, **kwargs)
 
         wrapper.acting_for = parameter  # the OpenAPI document reads the scheme from here
         return wrapper

@@ -1,15 +1,16 @@
-"""Flow control with flask-limiter, its counters in the data store's Redis so every gunicorn
-worker on every machine shares them:
+"""Flow control, its counts in the data store's Redis so every gunicorn worker on every machine
+shares them:
 
 - `northbound`: an application's authenticated API calls per minute (both dialects together),
   counted against the caller (`app_key`), also when it acts for another application;
   `RATE_LIMIT_PER_MINUTE` (60,000; `0` = unlimited), or the application's own limit
-  (`devcmd apps set-limit`), read with the caller's record on every call so a change takes
-  effect at once on every process;
+  (`devcmd apps set-limit`), read from its record on every call. Counted by the same Lua
+  script that checks the caller's record (`devcmd.domain.auth.admit`), in one round trip;
+  this module answers over the limit (403 1010009, EnOS 99429) and writes the `X-RateLimit-*`
+  headers;
 - `login`: failed logins and token refreshes per client address and appId
-  (`LOGIN_FAILURES_PER_MINUTE`), to slow secret guessing without throttling good logins.
-
-Over a limit flask-limiter raises RateLimitExceeded, which `app.errors` renders (403 1010009).
+  (`LOGIN_FAILURES_PER_MINUTE`), to slow secret guessing without throttling good logins:
+  flask-limiter, whose RateLimitExceeded `app.errors` renders.
 """
 
 from __future__ import annotations
@@ -22,15 +23,12 @@ from flask.wrappers import Response
 from flask_limiter import Limiter, RouteLimit
 
 from app.schemas import form_or_json
+from devcmd import errors
+from devcmd.domain.auth import Budget
 from devcmd.services import Services
 
 EXTENSION = "devcmd.flow"
 STORAGE_PREFIX = "dc:limits"
-
-
-def caller() -> str:
-    """The application whose credentials made the call (set by `app.context.acting_for`)."""
-    return g.caller.caller_id
 
 
 def login_key() -> str:
@@ -46,15 +44,24 @@ def failed(response: Response) -> bool:
     return 400 <= response.status_code < 500
 
 
+def check_budget(budget: Budget) -> None:
+    """Keep the budget for the answer's headers; raises Throttled if the call was refused."""
+    g.budget = budget
+    if budget.exhausted:
+        raise errors.Throttled(
+            f"Too many calls: the limit is {budget.limit} per 1 minute; see Retry-After."
+        )
+
+
 class FlowControl:
-    """One per Flask app: the Limiter and the two limits devcmd applies."""
+    """One per Flask app: the login Limiter, and the headers of both limits."""
 
     def __init__(self, app: Flask, svc: Services) -> None:
         self.svc = svc
         # Registered before the Limiter's own hook, so it runs after it (Flask runs them reversed).
-        app.after_request(self.retry_after_on_refusals_only)
+        app.after_request(self.headers)
         self.limiter = Limiter(
-            caller,
+            login_key,
             app=app,
             storage_uri="redis://",
             storage_options={
@@ -70,39 +77,35 @@ class FlowControl:
             swallow_errors=True,
         )
         self.limits: dict[str, RouteLimit] = {
-            "northbound": self.limiter.shared_limit(self.northbound_limit, scope="northbound"),
             "login": self.limiter.shared_limit(
                 self.login_limit, scope="login", key_func=login_key, deduct_when=failed
             ),
         }
         self._limited: dict[tuple[str, Callable], Callable] = {}
 
-    def per_minute(self) -> int:
-        """The caller's calls per minute: its own limit if set (read with its record when the
-        call was authenticated), else RATE_LIMIT_PER_MINUTE; 0 means unlimited."""
-        return g.caller.rate_limit or self.svc.config.rate_limit_per_minute
-
-    def northbound_limit(self) -> str:
-        return f"{self.per_minute()}/minute"
-
     def login_limit(self) -> str:
         return f"{self.svc.config.login_failures_per_minute}/minute"
 
-    def retry_after_on_refusals_only(self, response: Response) -> Response:
-        """flask-limiter writes Retry-After on every answer, and overrides a refusal's own (503
-        congestion, `g.retry_after`) with its window: keep it where it means something."""
+    def headers(self, response: Response) -> Response:
+        """`X-RateLimit-*` of a northbound call; Retry-After only where it means something: a
+        refusal (flask-limiter writes it on every answer, and a congestion 503 sets its own,
+        `g.retry_after`)."""
+        budget: Budget | None = g.get("budget")
+        if budget is not None and budget.limit:
+            response.headers["X-RateLimit-Limit"] = str(budget.limit)
+            response.headers["X-RateLimit-Remaining"] = str(budget.remaining)
+            response.headers["X-RateLimit-Reset"] = str(budget.reset)
         current = self.limiter.current_limit
         if g.get("retry_after") is not None:
             response.headers["Retry-After"] = str(g.retry_after)
+        elif budget is not None and budget.exhausted:
+            response.headers["Retry-After"] = str(budget.retry_after)
         elif not (current and current.breached):
             response.headers.pop("Retry-After", None)
         return response
 
     def call(self, kind: str, view: Callable, *args, **kwargs):
-        """Run `view` under the limit `kind`; raises RateLimitExceeded over it. With no
-        northbound limit (0) the limiter is not asked at all: no Redis round trip."""
-        if kind == "northbound" and not self.per_minute():
-            return view(*args, **kwargs)
+        """Run `view` under the limit `kind`; raises RateLimitExceeded over it."""
         limited = self._limited.get((kind, view))
         if limited is None:
             limited = self._limited.setdefault((kind, view), self.limits[kind](view))

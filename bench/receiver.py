@@ -1,32 +1,59 @@
-"""A minimal keep-alive HTTP receiver for benchmarks: answers 204 to every POST, counts them.
+"""A fast keep-alive HTTP/1.1 receiver for benchmarks: answers 204 to every request and counts
+them. It is a bare asyncio protocol (no framework, no header parsing beyond Content-Length), so
+one process answers several times faster than the sender it measures; `bench.callbacks`
+measures its ceiling with wrk first and prints it beside the delivery rate.
 
-Run as its own process (`python bench/receiver.py PORT`) so it does not share the sender's GIL.
+Run as its own process, so it does not share the sender's GIL:
+`python -m bench.receiver PORT` from the repository root.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWER = b"HTTP/1.1 204 No Content\r\n\r\n"
+HEAD_END = b"\r\n\r\n"
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Receiver(asyncio.Protocol):
+    """One connection: split the byte stream into requests, answer each with 204."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
 
-    def log_message(self, *args) -> None:
-        pass
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        answers = 0
+        while (end := self.buffer.find(HEAD_END)) >= 0:
+            size = _content_length(self.buffer[:end])
+            whole = end + len(HEAD_END) + size
+            if len(self.buffer) < whole:
+                break  # the body is still on its way
+            self.buffer = self.buffer[whole:]
+            answers += 1
+        if answers:
+            self.transport.write(ANSWER * answers)
 
 
-class Server(ThreadingHTTPServer):
-    request_queue_size = 128  # the default backlog of 5 drops bursts of concurrent connects
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+async def serve(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Receiver, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
 
 
 if __name__ == "__main__":
-    server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
-    server.daemon_threads = True
-    server.serve_forever()
+    asyncio.run(serve(int(sys.argv[1])))

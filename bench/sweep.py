@@ -1,8 +1,8 @@
 """Benchmark: how fast a revocation sweep cancels a large backlog, and what opening a task costs.
 
-Run: `.venv/bin/python bench/sweep.py` (or `make bench`). It starts its own redis-server (AOF on,
-as in production) in a temporary directory, so it needs nothing running. Figures are compared as
-ratios measured in this one run.
+Run from the repository root: `.venv/bin/python -m bench.sweep` (or `make bench`). It starts its
+own redis-server (AOF on, as in production) in a temporary directory, so it needs nothing
+running. Figures are compared as ratios measured in this one run.
 
 1. Sweep: 100,000 PENDING commands of one device, one task, swept in batches exactly as the worker
    does (`devcmd.domain.revocations.sweep`), against a naive baseline that cancels the same number

@@ -21,6 +21,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     web_workers: int = 2
+    web_threads: int = 4
     token_ttl: int = 3600
     refresh_token_ttl: int = 30 * 24 * 3600
     max_pending_per_device: int = 1_000_000

@@ -20,6 +20,10 @@ _config = Config.from_env()
 
 bind = f"{_config.host}:{_config.port}"
 workers = _config.web_workers
+# Threads per worker (gthread): a request waiting on Redis leaves the CPU to another one of the
+# same process; WEB_THREADS=1 gives plain sync workers.
+worker_class = "gthread" if _config.web_threads > 1 else "sync"
+threads = _config.web_threads
 # OceanConnect clients send `app_key`; gunicorn >= 22 drops headers with underscores unless told
 # otherwise. Mapping it is safe here: app_key only names the application, which must match the
 # bearer token's own application.

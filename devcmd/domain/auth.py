@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -11,18 +12,37 @@ from devcmd import errors
 from devcmd.clock import now_ms
 from devcmd.domain import devices, ids
 from devcmd.services import Services
+from devcmd.store.auth import Admission
 
 BEARER = "bearer"
+WINDOW_MS = 60_000
+ADMIT_ATTEMPTS = 3  # a token is looked up again after a revocation bumped its app's version
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The caller's flow-control budget after a call: its calls per minute (0 = unlimited),
+    calls left in the sliding minute, when the current minute ends (epoch seconds), and, for a
+    refused call, how many seconds to wait."""
+
+    limit: int
+    remaining: int
+    reset: int
+    retry_after: int | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.retry_after is not None
 
 
 @dataclass(frozen=True)
 class Caller:
     """An authenticated request: the application it acts for (`app_id`), the one whose
-    credentials made it (`caller_id`), and the caller's own calls per minute if it has one."""
+    credentials made it (`caller_id`), and the caller's budget after counting it."""
 
     app_id: str
     caller_id: str
-    rate_limit: int | None
+    budget: Budget
 
 
 def create_application(
@@ -174,31 +194,69 @@ def logout(svc: Services, access_token: str, app_key: str | None = None) -> None
         raise errors.TokenInvalid()
 
 
-def authenticate(
+def admit(
     svc: Services, app_key: str | None, authorization: str | None, acting_for: str | None
 ) -> Caller:
-    """Who makes a request and which application it acts for, from its headers and optional
-    `appId` query. The caller's record is read once, its flow-control limit with it.
+    """Authenticate a northbound call and count it against the caller's budget.
 
-    Raises AppKeyMissing, TokenInvalid, AppNotFound, AppFrozen or NotAuthorized.
+    Who makes it comes from its headers, which application it acts for from the optional `appId`
+    (or `orgId`) query. One round trip in the steady state: the token's owner is cached per
+    process (`TokenStore.cached_owner`), and one script checks the caller's record (live, not
+    frozen, same authVersion as when the token was checked, so a logout or deletion takes
+    effect at once) and counts the call. A call over the budget is not counted and comes back
+    with `budget.exhausted`. Raises AppKeyMissing, TokenInvalid, AppNotFound, AppFrozen or
+    NotAuthorized.
     """
     if not app_key:
         raise errors.AppKeyMissing()
     scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
     if scheme.lower() != BEARER or not token:
         raise errors.TokenInvalid()
-    if svc.tokens.access_app(token.strip()) != app_key:
+    admission = _admission(svc, app_key, token)
+    if admission.code == Admission.NO_APP:
         raise errors.TokenInvalid()
-    caller = svc.apps.get(app_key)
-    if not caller:
-        raise errors.TokenInvalid()
-    if caller.get("frozen") == "1":
+    if admission.code == Admission.FROZEN:
         raise errors.AppFrozen()
-    limit = svc.apps.rate_limit(caller)
+    budget = _budget(admission)
     if not acting_for or acting_for == app_key:
-        return Caller(app_key, app_key, limit)
+        return Caller(app_key, app_key, budget)
     if not ids.is_valid(acting_for) or not svc.apps.get(acting_for):
         raise errors.AppNotFound()
     if not svc.apps.is_granted(acting_for, app_key):
         raise errors.NotAuthorized()
-    return Caller(acting_for, app_key, limit)
+    return Caller(acting_for, app_key, budget)
+
+
+def _admission(svc: Services, app_key: str, token: str) -> Admission:
+    """Run the admission script against the cached check of `token`, looking the token up
+    again (one more round trip) when uncached or when a revocation changed the version."""
+    checked = svc.tokens.cached_owner(token)
+    for _ in range(ADMIT_ATTEMPTS):
+        if checked is None or checked.app_id != app_key:
+            checked = svc.tokens.look_up(token, app_key)
+            if checked is None:
+                raise errors.TokenInvalid()
+        admission = svc.apps.admit(
+            app_key, now_ms(), svc.config.rate_limit_per_minute, checked.version
+        )
+        if admission.code != Admission.STALE:
+            return admission
+        svc.tokens.forget(token)
+        checked = None
+    raise errors.TokenInvalid()  # revocations kept racing this call: let the client retry
+
+
+def _budget(admission: Admission) -> Budget:
+    """Headers' view of an admission: calls left, the minute's end, and a refusal's wait."""
+    if admission.limit <= 0:
+        return Budget(0, 0, 0)
+    now_s = (now_ms() - admission.into_ms + WINDOW_MS) / 1000
+    reset = math.ceil(now_s)
+    if admission.code == Admission.OVER_BUDGET:
+        # By the end of this minute the previous minute's calls have left the window; if this
+        # minute's alone fill the budget, the call after the wait is refused with a new one.
+        wait = max(1, math.ceil((WINDOW_MS - admission.into_ms) / 1000))
+        return Budget(admission.limit, 0, reset, wait)
+    remaining = max(0, (admission.limit * 1000 - admission.weighted_milli) // 1000)
+    return Budget(admission.limit, remaining, reset)

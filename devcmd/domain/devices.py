@@ -101,10 +101,12 @@ def _by_asset(svc: Services, app_id: str, asset_id: str) -> str | None:
 
 def get(svc: Services, app_id: str, device_id: str) -> dict:
     """The device's record (never its psk). Raises DeviceNotFound."""
-    device = svc.devices.get(app_id, device_id) if ids.is_valid(device_id) else None
+    if not ids.is_valid(device_id):
+        raise errors.DeviceNotFound()
+    device, pending = svc.devices.get_with_pending(app_id, device_id)
     if not device:
         raise errors.DeviceNotFound()
-    device["pendingCount"] = svc.devices.pending_count(app_id, device_id)
+    device["pendingCount"] = pending
     return device
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from dataclasses import dataclass
 from functools import partial
 
-from redis import Redis
+from redis import Redis, RedisError
 
 from devcmd import faults
 from devcmd.clock import now_ms
@@ -13,6 +15,33 @@ from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
 RATE_LIMIT_FIELD = "rateLimitPerMinute"
+# Bumped on every token revocation of the application: a process that cached a token's owner
+# checks it on each call (in the admission script), so a revoked token stops working at once.
+VERSION_FIELD = "authVersion"
+TOKEN_CACHE_SECONDS = 30.0
+TOKEN_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What `admit_call.lua` answered (its header explains the codes)."""
+
+    ADMITTED, NO_APP, FROZEN, STALE, OVER_BUDGET = range(5)
+
+    code: int
+    version: str
+    limit: int
+    weighted_milli: int  # calls in the sliding minute, this one included, in thousandths
+    into_ms: int  # how far into the current minute
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    """An access token's owner as this process last checked it, against `version`."""
+
+    app_id: str
+    version: str
+    valid_until: float  # time.monotonic(): the token's expiry or the cache's, the sooner
 
 
 def digest(token: str) -> str:
@@ -22,8 +51,9 @@ def digest(token: str) -> str:
 class AppStore:
     """Application records: `appId`, `name`, hashed `secret`, `webhookSecret`, `frozen`."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts | None = None) -> None:
         self.redis = redis
+        self.scripts = scripts or Scripts(redis)
 
     def create(self, app_id: str, record: dict[str, str]) -> bool:
         """Store a new application; False if the appId is taken."""
@@ -59,14 +89,24 @@ class AppStore:
         pipe.srem(keys.apps(), app_id)
         pipe.execute()
 
+    def admit(self, app_id: str, now: int, default_limit: int, version: str) -> Admission:
+        """Check the application's record and count one call against its budget, atomically;
+        `version` is the authVersion the caller's token was checked against ('' = any).
+
+        While the store refuses writes (out of memory) the call is checked but not counted, so
+        reads go on; the writes the call itself makes are refused as they come (503)."""
+        script_keys = [keys.app(app_id), keys.budget(app_id)]
+        try:
+            reply = self.scripts.admit_call(keys=script_keys, args=[now, default_limit, version])
+        except RedisError as exc:
+            if faults.refusal(exc) != "OOM":
+                raise
+            reply = self.scripts.admit_call(keys=script_keys, args=[now, 0, version, "0"])
+        code, version_, limit, weighted, into = reply
+        return Admission(int(code), str(version_), int(limit), int(weighted), int(into))
+
     def update(self, app_id: str, fields: dict[str, str]) -> None:
         self.redis.hset(keys.app(app_id), mapping=fields)
-
-    @staticmethod
-    def rate_limit(record: dict[str, str]) -> int | None:
-        """An application record's own calls per minute, if set (`devcmd apps set-limit`)."""
-        value = record.get(RATE_LIMIT_FIELD)
-        return int(value) if value else None
 
     def set_rate_limit(self, app_id: str, per_minute: int | None) -> None:
         """Set (or with None, clear) the application's own calls per minute."""
@@ -102,6 +142,7 @@ class TokenStore:
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
         self.scripts = scripts
+        self._cache: dict[str, CachedToken] = {}
 
     def issue(self, app_id: str, access: tuple[str, int], refresh: tuple[str, int]) -> None:
         """Store an access and a refresh token, each `(token, ttl seconds)`, and index them.
@@ -122,6 +163,37 @@ class TokenStore:
     def access_app(self, token: str) -> str | None:
         return self.redis.get(keys.access_token(digest(token)))
 
+    def cached_owner(self, token: str) -> CachedToken | None:
+        """This process's last check of an access token, if still within its lifetime."""
+        entry = self._cache.get(token)
+        if entry is not None and entry.valid_until <= time.monotonic():
+            self._cache.pop(token, None)
+            return None
+        return entry
+
+    def look_up(self, token: str, app_id: str) -> CachedToken | None:
+        """Check in Redis that `token` is a live access token of `app_id` (None if not), and
+        remember it with the application's authVersion read in the same round trip: read after
+        the token, so a revocation between the two shows as a newer version at admission."""
+        key = keys.access_token(digest(token))
+        pipe = self.redis.pipeline(transaction=False)  # the token and the app: two slots
+        pipe.get(key)
+        pipe.pttl(key)
+        pipe.hget(keys.app(app_id), VERSION_FIELD)
+        owner, ttl_ms, version = pipe.execute()
+        if owner != app_id or ttl_ms is None or ttl_ms <= 0:
+            self.forget(token)
+            return None
+        lifetime = min(ttl_ms / 1000, TOKEN_CACHE_SECONDS)
+        entry = CachedToken(app_id, version or "0", time.monotonic() + lifetime)
+        if len(self._cache) >= TOKEN_CACHE_SIZE:
+            self._cache.clear()  # crude but bounded; a miss costs one round trip
+        self._cache[token] = entry
+        return entry
+
+    def forget(self, token: str) -> None:
+        self._cache.pop(token, None)
+
     def drop_access(self, token: str, app_id: str | None = None) -> str | None:
         """Revoke an access token (only if it is `app_id`'s, when given); returns its owner,
         or None if it was not live (nothing changed)."""
@@ -140,7 +212,10 @@ class TokenStore:
         else:
             owner = app_id if self.scripts.take_token(keys=[key], args=[app_id]) else None
         if owner is not None:
-            self.redis.zrem(keys.app_tokens(owner), f"{kind}:{hashed}")
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(keys.app_tokens(owner), f"{kind}:{hashed}")
+            pipe.hincrby(keys.app(owner), VERSION_FIELD, 1)  # after the delete: see look_up
+            pipe.execute()
         return owner
 
     def revoke_all(self, app_id: str) -> int:
@@ -152,4 +227,5 @@ class TokenStore:
             kind, _, hashed = member.partition(":")
             pipe.delete(self.KINDS[kind](hashed))
         pipe.delete(index)
-        return sum(pipe.execute()[:-1])
+        pipe.hincrby(keys.app(app_id), VERSION_FIELD, 1)  # after the deletes: see look_up
+        return sum(pipe.execute()[:-2])

@@ -10,12 +10,14 @@ from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
 TAKEN = {-1: "nodeId", -2: "assetId", -3: "productKey + deviceKey"}
+OWNER_CACHE_SIZE = 100_000
 
 
 class DeviceStore:
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
         self.scripts = scripts
+        self._owners: dict[str, str] = {}
 
     def create(self, app_id: str, device_id: str, record: dict) -> None:
         """Store a device after claiming its unique names in one atomic step.
@@ -44,8 +46,18 @@ class DeviceStore:
         return self.redis.zrange(keys.app_devices(app_id), 0, -1)
 
     def owner(self, device_id: str) -> str | None:
-        """The application a device belongs to (devices authenticate by their own id)."""
-        return self.redis.hget(keys.device_owners(), device_id)
+        """The application a device belongs to (devices authenticate by their own id).
+
+        Remembered per process: a deviceId is a fresh random id that never changes owner, and a
+        deleted device is refused by its record (`get`), which is always read."""
+        found = self._owners.get(device_id)
+        if found is None:
+            found = self.redis.hget(keys.device_owners(), device_id)
+            if found is not None:
+                if len(self._owners) >= OWNER_CACHE_SIZE:
+                    self._owners.clear()  # bounded; a miss costs one round trip
+                self._owners[device_id] = found
+        return found
 
     def get(self, app_id: str, device_id: str) -> dict[str, str] | None:
         """The live device, or None if unknown or deleted."""
@@ -53,6 +65,17 @@ class DeviceStore:
         if not record.get("nodeId") or record.get("deleted") == "1":
             return None
         return record
+
+    def get_with_pending(self, app_id: str, device_id: str) -> tuple[dict[str, str] | None, int]:
+        """The live device (None if unknown or deleted) and its pending count, in one round
+        trip (query device is a hot read)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.device(app_id, device_id))
+        pipe.zcard(keys.pending(app_id, device_id))
+        record, pending = pipe.execute()
+        if not record.get("nodeId") or record.get("deleted") == "1":
+            return None, 0
+        return record, pending
 
     def by_asset(self, app_id: str, asset_id: str) -> str | None:
         """The deviceId registered with this EnOS assetId."""
@@ -75,6 +98,3 @@ class DeviceStore:
         pipe.zrem(keys.app_devices(app_id), device_id)
         pipe.hdel(keys.device_owners(), device_id)
         pipe.execute()
-
-    def pending_count(self, app_id: str, device_id: str) -> int:
-        return self.redis.zcard(keys.pending(app_id, device_id))

@@ -24,6 +24,12 @@ def grants(owner_app_id: str) -> str:
     return f"{PREFIX}:{{{owner_app_id}}}:grants"
 
 
+def budget(app_id: str) -> str:
+    """Hash `<limit>:<minute>` -> northbound calls: the application's flow-control counts (in the
+    application's slot, so one script checks the record and counts the call)."""
+    return f"{PREFIX}:limits:{{{app_id}}}:northbound"
+
+
 def app_tokens(app_id: str) -> str:
     """Zset `access:<digest>` / `refresh:<digest>` -> expiry ms: the application's issued tokens,
     so deleting the application can revoke every one of them."""

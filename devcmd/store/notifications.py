@@ -12,6 +12,26 @@ from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
 
+@dataclass
+class Breaker:
+    """A receiver's circuit breaker: its consecutive failures, and until when it is open (epoch
+    ms; while open, nothing is sent to it and its notifications wait without spending an
+    attempt). Read and written by `NotificationStore`."""
+
+    failures: int = 0
+    open_until: int = 0
+
+    def is_open(self, now: int) -> bool:
+        return self.open_until > now
+
+    def count(self, failed: bool, now: int, threshold: int, cooldown_ms: int) -> None:
+        """One more answer (or none) from the receiver; at `threshold` consecutive failures the
+        breaker opens for `cooldown_ms`."""
+        self.failures = self.failures + 1 if failed else 0
+        if failed and self.failures >= threshold:
+            self.open_until = now + cooldown_ms
+
+
 @dataclass(frozen=True)
 class Event:
     """One transition step: the same status change, at one time, of one or more commands."""
@@ -145,20 +165,31 @@ class NotificationStore:
         )
         return [tuple(m.split("/", 2)) for m in claimed]
 
-    def breaker(self, origin: str) -> tuple[int, int]:
-        """(consecutive failures, open until ms) of a receiver."""
-        failures, until = self.redis.hmget(keys.receiver(origin), ["failures", "openUntil"])
-        return int(failures or 0), int(until or 0)
+    def breakers(self, origins: set[str]) -> dict[str, Breaker]:
+        """The breakers of these receivers (`scheme://host:port`), in one round trip."""
+        ordered = sorted(origins)
+        pipe = self.redis.pipeline(transaction=False)
+        for origin in ordered:
+            pipe.hmget(keys.receiver(origin), ["failures", "openUntil"])
+        return {
+            origin: Breaker(int(failures or 0), int(until or 0))
+            for origin, (failures, until) in zip(ordered, pipe.execute(), strict=True)
+        }
 
-    def set_breaker(self, origin: str, failures: int, open_until: int) -> None:
-        """Persist a receiver's consecutive failures and breaker state (kept a day at most)."""
-        key = keys.receiver(origin)
-        if failures == 0:
-            self.redis.delete(key)
-            return
-        pipe = self.redis.pipeline()
-        pipe.hset(key, mapping={"failures": failures, "openUntil": open_until})
-        pipe.expire(key, 86_400)
+    def breaker(self, origin: str) -> Breaker:
+        """One receiver's breaker."""
+        return self.breakers({origin})[origin]
+
+    def save_breakers(self, breakers: dict[str, Breaker]) -> None:
+        """Persist breakers (a closed one with no failures is deleted; kept a day at most)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for origin, breaker in breakers.items():
+            key = keys.receiver(origin)
+            if breaker.failures == 0:
+                pipe.delete(key)
+                continue
+            pipe.hset(key, mapping={"failures": breaker.failures, "openUntil": breaker.open_until})
+            pipe.expire(key, 86_400)
         pipe.execute()
 
 

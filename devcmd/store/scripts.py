@@ -23,6 +23,7 @@ NAMES = (
     "take_token",
     "claim_idempotency",
     "settle_idempotency",
+    "admit_call",
 )
 
 
@@ -52,3 +53,4 @@ class Scripts:
     take_token: Script
     claim_idempotency: Script
     settle_idempotency: Script
+    admit_call: Script

@@ -22,6 +22,7 @@ import pytest
 
 from devcmd.config import Config
 from devcmd.domain import commands, notifications
+from devcmd.domain.delivery.transport import CONCURRENCY
 from devcmd.domain.devices import register
 from devcmd.domain.ids import new_id
 from devcmd.embedded import free_port
@@ -44,7 +45,7 @@ pytestmark = pytest.mark.e2e
 COMMANDS = 50_000
 SWEEP_BATCH = 10  # 5,000 sweep batches: several seconds of sweeping, so the kill lands mid-way
 POOL = 2  # pool processes of the e2e worker (tests.e2e.processes.start_worker)
-SENDER_THREADS = 16  # concurrent POSTs per pool process (devcmd.domain.delivery.Sender)
+SENDER_CONCURRENCY = CONCURRENCY  # POSTs in flight per pool process (delivery.Sender)
 WORKER_SETTINGS = {
     "sweep_batch": SWEEP_BATCH,
     "sweep_step_seconds": 0.5,  # a flush (and delivery tasks) every half second of sweeping
@@ -311,7 +312,7 @@ def test_sweep_and_callbacks_survive_a_worker_killed_mid_sweep(
     assert set(records) == {f"msg_{command_id}_CANCELED" for command_id in command_ids}
     assert all(d.status == 204 for d in deliveries)
     assert all(d.body["result"]["resultCode"] == "CANCELED" for d in whole)
-    assert len(deliveries) - len(whole) <= POOL * SENDER_THREADS
+    assert len(deliveries) - len(whole) <= POOL * SENDER_CONCURRENCY
     missing = len(set(command_ids) - set(per_command))
     stuck = undelivered(svc, app_id, device_id)
     assert not missing, f"{missing} commands without a callback; undelivered records: {stuck}"

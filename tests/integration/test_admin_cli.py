@@ -55,7 +55,7 @@ def test_rotate_webhook_secret_of_an_unknown_app_is_a_clear_error(svc, redis_url
 
 def test_notifications_retry_failed_requeues_what_failed_since(svc, app_id, device_id, redis_url):
     svc.config = svc.config.with_(callback_retry_schedule="0.01")
-    sender = delivery.Sender(threads=2)
+    sender = delivery.Sender(concurrency=2)
     try:
         dead = f"http://127.0.0.1:{free_port()}/cb"
         (command_id,) = cancelled_with_callbacks(svc, app_id, device_id, dead, 1)

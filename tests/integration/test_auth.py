@@ -207,7 +207,7 @@ def test_force_delete_cancels_pending_commands_with_signed_callbacks(
     assert [commands.get(svc, app_id, c)["status"] for c in pending] == ["CANCELED"] * 3
     for dev in (device_id, second["deviceId"]):
         notifications.flush(svc, app_id, dev)
-    sender = delivery.Sender(threads=2)
+    sender = delivery.Sender(concurrency=2)
     try:
         assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 3
     finally:

@@ -36,7 +36,7 @@ def device_id(client, headers) -> str:
 
 @pytest.fixture
 def sender():
-    pool = delivery.Sender(threads=4)
+    pool = delivery.Sender(concurrency=4)
     yield pool
     pool.close()
 

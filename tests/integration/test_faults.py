@@ -22,6 +22,7 @@ from devcmd.config import Config
 from devcmd.domain import auth, commands, devices, health, notifications, revocations
 from devcmd.embedded import RedisServer, find_binary, free_port
 from devcmd.services import Services
+from tests.integration.test_backpressure import READ
 
 pytestmark = pytest.mark.integration
 
@@ -146,10 +147,11 @@ def assert_unavailable(reply, path: str) -> None:
 
 
 def keys_and_values(admin: redis.Redis) -> dict[str, object]:
-    """Every key with a dump of its value (to show that a refused call wrote nothing), but flow
-    control's counters (a call counts against the caller's limit before it runs)."""
+    """Every key with its value (to show that a refused call wrote nothing), but flow control's
+    counters (a call counts against the caller's limit before it runs). Values, not DUMP bytes:
+    a hash's encoding may change without a write."""
     found = sorted(key for key in admin.scan_iter() if not key.startswith(STORAGE_PREFIX))
-    return {key: admin.dump(key) for key in found}
+    return {key: READ[admin.type(key)](admin, key) for key in found}
 
 
 def test_a_stopped_server_gets_a_fast_503_everywhere_and_the_same_process_heals(

@@ -22,7 +22,7 @@ COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 
 @pytest.fixture
 def sender():
-    pool = delivery.Sender(threads=8)
+    pool = delivery.Sender(concurrency=8)
     yield pool
     pool.close()
 
@@ -164,9 +164,9 @@ def test_a_dead_receiver_opens_its_breaker_and_costs_no_more_attempts(
     assert first["retrying"] >= svc.config.callback_breaker_failures  # later ones saw it open
     second = delivery.deliver(svc, sender, refs[10:])
     assert second == {"postponed": 30}
-    failures, open_until = svc.notifications.breaker(delivery._origin(dead))
-    assert failures >= svc.config.callback_breaker_failures
-    assert open_until > now_ms()
+    breaker = svc.notifications.breaker(delivery.origin(dead))
+    assert breaker.failures >= svc.config.callback_breaker_failures
+    assert breaker.open_until > now_ms()
 
 
 def test_a_hanging_receiver_does_not_delay_another(svc, app_id, device_id, receiver, sender):

@@ -46,7 +46,7 @@ def test_callback_attempts_are_counted_by_outcome(svc, app_id, device_id, receiv
     names = [("delivered", "attempts"), ("retrying", "attempts"), (None, "duration")]
     before = [counted(*name) for name in names]
     cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 3)
-    sender = delivery.Sender(threads=2)
+    sender = delivery.Sender(concurrency=2)
     try:
         delivery.deliver(svc, sender, queued_refs(svc))
     finally:

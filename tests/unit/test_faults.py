@@ -91,7 +91,7 @@ def test_a_server_down_answers_503_in_both_dialects_and_a_bug_500(
     def wrong_type(*args, **kwargs):
         raise rx.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
 
-    monkeypatch.setattr(svc.devices, "get", wrong_type)
+    monkeypatch.setattr(svc.devices, "get_with_pending", wrong_type)
     bug = client.get(DEVICE.format("d1"), headers=headers)
     assert (bug.status_code, bug.json["error_code"]) == (500, "100001")
 
