@@ -128,11 +128,11 @@ class RedisServer:
 
 
 @contextmanager
-def temporary_server() -> Iterator[RedisServer]:
+def temporary_server(binary: str | None = None) -> Iterator[RedisServer]:
     """A fresh server (AOF on, as in production) on a free port, with its files in a temporary
-    directory, for the block: the benchmarks' own Redis."""
+    directory, for the block: the benchmarks' own Redis (`binary` defaults to find_binary())."""
     with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp), free_port()).start()
+        server = RedisServer(Path(tmp), free_port(), binary=binary).start()
         try:
             yield server
         finally:
