@@ -61,7 +61,7 @@ class Running:
         return "\n".join(self.lines)
 
     def descendants(self) -> list[psutil.Process]:
-        """Every process below the command: shells, apps, their workers, redis-server."""
+        """Every process below the command: shells, apps, their workers, the server."""
         try:
             return psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -199,7 +199,7 @@ def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -
             scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
         assert "devcmd_workers_alive 2.0" in scrape.text
         lines = command_lines(seen)
-        for part in ("gunicorn", "workers worker", "workers beat", "redis-server"):
+        for part in ("gunicorn", "workers worker", "workers beat", Path(find_binary()).name):
             assert any(part in line for line in lines), (part, lines)
 
         assert run.interrupt() == 130, run.output
