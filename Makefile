@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench fuzz clean
+.PHONY: install run test test-unit-integration redis7 lint format bench bench-memory fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,29 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint
+test: install lint redis7
 	$(BIN)/pytest
+
+# The unit and integration layers only, e.g. on a second Python in its own venv:
+# `make test-unit-integration PYTHON=python3.13 VENV=.venv-3.13` (.ci/run does this).
+test-unit-integration: install redis7
+	$(BIN)/pytest tests/unit tests/integration
+
+# Redis 7 for the core integration modules' second back end (tests/backends.py): Debian's
+# redis-server, installed with apt-get when missing, as root or with passwordless sudo. Without
+# apt-get or root the step says so, and those tests are skipped with the reason.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+redis7:
+	@if command -v redis-server >/dev/null; then \
+		redis-server --version; \
+	elif command -v apt-get >/dev/null && $(SUDO) true 2>/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install --yes --quiet --no-install-recommends redis-server >/dev/null && \
+		redis-server --version || echo "make redis7: apt-get failed; the redis7 tests will skip"; \
+	else \
+		echo "make redis7: no apt-get or no root; the redis7 back end's tests will skip"; \
+	fi
 
 # schemathesis against every operation of /openapi.json: 1000 examples per operation and mode.
 fuzz: install
@@ -48,5 +69,8 @@ bench: install
 	$(BIN)/python -m bench.http $(if $(BASELINE),--baseline $(BASELINE))
 	$(BIN)/python -m bench.latency
 
+bench-memory: install
+	$(BIN)/python -m bench.memory
+
 clean:
-	rm -rf $(VENV) .devcmd .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-* .devcmd .pytest_cache build *.egg-info

@@ -11,7 +11,7 @@ from flask import Blueprint, g, request
 from app.apidoc import doc
 from app.context import acting_for, app_id, request_id, services
 from app.idempotency import idempotent, new_id
-from app.schemas import optional_json_body, query_args
+from app.schemas import BaseSchema, optional_json_body, query_args
 from app.schemas.enos import (
     CancelAnswer,
     CancelQuery,
@@ -142,4 +142,7 @@ def commands():
     if request.method not in methods:
         raise errors.InvalidInput("action", f"{action} is called with POST")
     g.enos_action = action
+    if request.method == "POST":
+        # Whatever the action reads of it, a body sent must be a JSON object (or nothing).
+        optional_json_body(BaseSchema())
     return {"code": 0, "msg": "Success", "submsg": None, "requestId": request_id(), **view()}

@@ -1,6 +1,6 @@
 """Benchmark: what a `status` filter on GET .../deviceCommands costs when other statuses pile up.
 
-Run: `.venv/bin/python bench/status_query.py`. It starts its own redis-server in a temporary
+Run: `.venv/bin/python -m bench.status_query`. It starts its own redis-server in a temporary
 directory (`devcmd.embedded.temporary_server`), so it needs nothing running. Figures are
 compared as ratios measured in this one run.
 

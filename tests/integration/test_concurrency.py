@@ -34,9 +34,10 @@ from devcmd.services import Services
 from devcmd.store import keys
 from devcmd.store.notifications import Event
 from devcmd.store.revocations import TERMINAL
+from tests import backends
 from tests.unit.conftest import NullBroker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
 
 COMMANDS = int(os.environ.get("DEVCMD_CONCURRENCY_COMMANDS", "10500"))
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}

@@ -8,8 +8,9 @@ from devcmd.clock import now_ms
 from devcmd.domain import commands, delivery, notifications, revocations, southbound
 from devcmd.store import keys
 from devcmd.store.notifications import Event
+from tests import backends
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 ACK_MS = 30_000
 

@@ -14,9 +14,10 @@ from devcmd.clock import now_ms
 from devcmd.domain import auth, commands, delivery, notifications, revocations, southbound
 from devcmd.embedded import free_port
 from devcmd.store import keys
+from tests import backends
 from tests.integration.conftest import Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 
 

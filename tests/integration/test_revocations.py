@@ -14,8 +14,9 @@ from devcmd.embedded import RedisServer, free_port
 from devcmd.services import Services
 from devcmd.store import keys
 from devcmd.store.notifications import Event
+from tests import backends
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 3}}
 
 

@@ -24,7 +24,7 @@ import requests
 
 from devcmd.config import Config
 from devcmd.domain import auth
-from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded import RedisServer, find_binary, free_port
 from devcmd.services import Services
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ class Running:
         return "\n".join(self.lines)
 
     def descendants(self) -> list[psutil.Process]:
-        """Every process below the command: shells, apps, their workers, redis-server."""
+        """Every process below the command: shells, apps, their workers, the server."""
         try:
             return psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -137,11 +137,13 @@ def command_lines(processes: list[psutil.Process]) -> list[str]:
 
 
 def redis_servers_on(port: int) -> list[str]:
-    """Command lines of redis-server processes serving `port` (Redis retitles itself host:port)."""
+    """Command lines of server processes serving `port` (the server retitles itself
+    `<binary> host:port`; the binary is valkey-server or, with REDIS_SERVER, another)."""
+    binary = Path(find_binary()).name
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
         line = " ".join(process.info["cmdline"] or [])
-        if "redis-server" in line and f":{port}" in line:
+        if binary in line and f":{port}" in line:
             found.append(line)
     return found
 
@@ -197,7 +199,7 @@ def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -
             scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
         assert "devcmd_workers_alive 2.0" in scrape.text
         lines = command_lines(seen)
-        for part in ("gunicorn", "workers worker", "workers beat", "redis-server"):
+        for part in ("gunicorn", "workers worker", "workers beat", Path(find_binary()).name):
             assert any(part in line for line in lines), (part, lines)
 
         assert run.interrupt() == 130, run.output

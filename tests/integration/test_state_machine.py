@@ -34,8 +34,9 @@ from devcmd.services import Services
 from devcmd.store import keys
 from devcmd.store.notifications import Event
 from devcmd.store.revocations import Batch
+from tests import backends
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
 
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 URL = "http://127.0.0.1:9/cb"  # recorded in the outbox only: nothing is ever sent to it

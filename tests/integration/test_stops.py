@@ -132,8 +132,13 @@ def env(tmp_path) -> dict[str, str]:
     return env
 
 
+def is_server(command_line: str) -> bool:
+    """Whether a command line is the embedded data server's (Valkey or Redis)."""
+    return "valkey-server" in command_line or "redis-server" in command_line
+
+
 def redis_pid(tree: dict[int, int]) -> int:
-    (pid,) = [p for p in tree if "redis-server" in Path(f"/proc/{p}/cmdline").read_text()]
+    (pid,) = [p for p in tree if is_server(Path(f"/proc/{p}/cmdline").read_text())]
     return pid
 
 
@@ -150,7 +155,7 @@ def test_devcmd_run_restarts_its_redis_and_leaves_nothing_when_killed(env) -> No
                 time.sleep(0.2)
             assert "starting it again" in run.output, run.output
             run.wait_ready(port)  # served again by the same processes: none was restarted
-            others = {pid: start for pid, start in tree.items() if "redis-server" not in names[pid]}
+            others = {pid: start for pid, start in tree.items() if not is_server(names[pid])}
             gone = set(others) - set(still_running(others))
             assert not gone, ([names[pid] for pid in gone], run.output)
 
