@@ -22,6 +22,7 @@ from flask.wrappers import Response
 from flask_limiter import Limiter, RouteLimit
 
 from app.schemas import form_or_json
+from devcmd import connections
 from devcmd.services import Services
 
 EXTENSION = "devcmd.flow"
@@ -45,6 +46,23 @@ def failed(response: Response) -> bool:
     return response.status_code >= 400
 
 
+def limiter_storage(svc: Services) -> dict:
+    """Where the Limiter keeps its counters: the data store, so every process shares one budget
+    per application. A single Redis shares the data store's connection pool; on a cluster the
+    `limits` package opens its own RedisCluster client from the same seed nodes (its counters
+    are hash-tagged per caller, so they spread over the masters)."""
+    url = svc.config.redis_url
+    if connections.is_cluster(url):
+        return {"storage_uri": url, "storage_options": {"key_prefix": STORAGE_PREFIX}}
+    return {
+        "storage_uri": "redis://",
+        "storage_options": {
+            "connection_pool": svc.redis.connection_pool,
+            "key_prefix": STORAGE_PREFIX,
+        },
+    }
+
+
 class FlowControl:
     """One per Flask app: the Limiter and the two limits devcmd applies."""
 
@@ -55,11 +73,7 @@ class FlowControl:
         self.limiter = Limiter(
             caller,
             app=app,
-            storage_uri="redis://",
-            storage_options={
-                "connection_pool": svc.redis.connection_pool,
-                "key_prefix": STORAGE_PREFIX,
-            },
+            **limiter_storage(svc),
             strategy="sliding-window-counter",
             headers_enabled=True,
             retry_after="delta-seconds",

@@ -53,6 +53,8 @@ def make_celery(config: Config) -> Celery:
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
             "health_check_interval": 10,
+            # Only read by kombu's sentinel:// transport: which monitored master is the broker.
+            "master_name": config.celery_broker_sentinel_master,
         },
         task_default_queue=QUEUE_REVOCATIONS,
         task_routes={

@@ -16,6 +16,7 @@ class Config:
 
     redis_url: str | None = None
     celery_broker_url: str | None = None
+    celery_broker_sentinel_master: str | None = "devcmd"
     home: Path = Path(".devcmd")
     embedded_redis_port: int = 6390
     host: str = "127.0.0.1"

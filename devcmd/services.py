@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from redis import Redis
+from redis.cluster import RedisCluster
 
+from devcmd import connections
 from devcmd.broker import Broker, make_celery
 from devcmd.config import Config
 from devcmd.store.auth import AppStore, TokenStore
@@ -25,14 +27,17 @@ class Services:
     """What a domain function needs: configuration, stores and a way to enqueue work."""
 
     config: Config
-    redis: Redis
+    redis: Redis | RedisCluster
     broker: Broker
 
     @classmethod
     def from_config(cls, config: Config, broker: Broker | None = None) -> Services:
         if not config.redis_url:
             raise RuntimeError("REDIS_URL is not set (devcmd run sets it for its processes)")
-        redis = Redis.from_url(config.redis_url, decode_responses=True, health_check_interval=10)
+        connections.check(config)
+        redis = connections.make_redis(
+            config.redis_url, decode_responses=True, health_check_interval=10
+        )
         return cls(config, redis, broker or Broker(make_celery(config)))
 
     def close(self) -> None:
@@ -45,15 +50,11 @@ class Services:
     @cached_property
     def broker_redis(self) -> Redis | None:
         """A client of the Redis holding Celery's queues (to read their depth): the data store's
-        unless CELERY_BROKER_URL names another Redis; None for a broker that is not a plain
-        Redis URL (e.g. Sentinel), whose depth devcmd does not read."""
+        unless CELERY_BROKER_URL names another Redis, or the current master of a Sentinel set."""
         url = self.config.celery_broker_url
         if not url or url == self.config.redis_url:
             return self.redis
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            return None
-        # Short timeouts: readiness and backpressure read it, and must answer when it is down.
-        return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        return connections.make_broker_redis(self.config)
 
     @cached_property
     def scripts(self) -> Scripts:

@@ -24,8 +24,10 @@ class CommandStore:
         """Queue a command; False if a command with its id exists already (nothing changed).
         Raises DeviceNotFound, PendingLimitReached.
 
-        The application-level indexes are written first: if the script then refuses, they are
-        removed; if the process dies in between, readers skip the dangling entry.
+        Three slots, in this order: the application-level indexes (one transaction), the timer
+        index, then the device's script. If the script then refuses, the indexes are removed;
+        if the process dies in between, readers skip the dangling entry (no record behind it)
+        and the timer tick finds nothing due on the device.
         """
         app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
         now = record["creationTime"]
@@ -60,14 +62,14 @@ class CommandStore:
         )
 
     def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=True)  # both in the application's slot
         pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
         # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
         pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
         pipe.execute()
 
     def _unindex(self, app_id: str, command_id: str) -> None:
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=True)  # both in the application's slot
         pipe.hdel(keys.app_command_devices(app_id), command_id)
         pipe.zrem(keys.app_commands(app_id), command_id)
         pipe.execute()

@@ -138,9 +138,10 @@ def retransmit(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "retransmit")
 
 
-def device_owners() -> str:
-    """Hash deviceId -> appId: devices authenticate with their own id alone (southbound)."""
-    return f"{PREFIX}:device-owners"
+def device_owner(device_id: str) -> str:
+    """String: the appId owning a device (devices authenticate with their own id alone). One key
+    per device, so these lookups spread over every master of a cluster."""
+    return f"{PREFIX}:owner:{{{device_id}}}"
 
 
 def timers() -> str:

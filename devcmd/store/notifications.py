@@ -57,7 +57,7 @@ class OutboxStore:
     def drop(self, app_id: str, device_id: str, count: int) -> int:
         """Remove the first `count` events (handed over); returns how many remain."""
         key = keys.outbox(app_id, device_id)
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=True)  # one slot: the device's
         pipe.ltrim(key, count, -1)
         pipe.llen(key)
         remaining = pipe.execute()[1]
@@ -85,23 +85,29 @@ class NotificationStore:
         self.scripts = scripts
 
     def create(self, records: list[dict], lease_until: int) -> list[dict]:
-        """Store new records, each leased on the due set until `lease_until` (ms) in the same
-        transaction; returns those that did not exist yet.
+        """Store new records, each leased on the due set until `lease_until` (ms); returns those
+        that did not exist yet.
 
         The lease is what makes delivery survive a crash: a record whose delivery task dies (or
         is never enqueued) falls due when the lease ends and `retry_due` sends it. A re-drained
         record that already exists keeps its history and its place on the due set (NX); if it
         was settled meanwhile, the delivery that finds it so drops it from the set.
+
+        The due set and the records are in different slots, so the lease is written first and
+        the records after it (each device's in its own slot): a crash in between leaves due
+        references with no record, which delivery settles; a record never leased (that nothing
+        would ever send) cannot happen.
         """
-        pipe = self.redis.pipeline(transaction=True)
+        if not records:
+            return []
+        members = {_due_member(r): lease_until for r in records}
+        self.redis.zadd(keys.notifications_due(), members, nx=True)
+        pipe = self.redis.pipeline(transaction=False)
         for record in records:
             key = keys.notifications(record["appId"], record["deviceId"])
             pipe.hsetnx(key, record["id"], orjson.dumps(record))
-        if records:
-            members = {_due_member(r): lease_until for r in records}
-            pipe.zadd(keys.notifications_due(), members, nx=True)
-        replies = pipe.execute() if records else []
-        return [record for record, new in zip(records, replies, strict=False) if new]
+        replies = pipe.execute()
+        return [record for record, new in zip(records, replies, strict=True) if new]
 
     def save(self, records: list[dict]) -> None:
         """Write records (keyed by their `id`) of possibly several devices in one round trip."""
@@ -156,7 +162,7 @@ class NotificationStore:
         if failures == 0:
             self.redis.delete(key)
             return
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=True)  # one key
         pipe.hset(key, mapping={"failures": failures, "openUntil": open_until})
         pipe.expire(key, 86_400)
         pipe.execute()

@@ -61,12 +61,16 @@ class RevocationStore:
         `limit` > 0 refuses a scope larger than that. Raises DeviceNotFound or ScopeTooLarge.
         """
         member = active_member(app_id, device_id, task_id)
-        pipe = self.redis.pipeline()
-        pipe.zadd(keys.active_tasks(), {member: now})
+        # Three slots, in this order: the active index (so a crash after the script still leaves
+        # the task found by the stalled-task job and finished), the application's task index
+        # (one transaction), then the script. A crash before the script leaves index entries
+        # with no task behind them: readers skip them and the stalled job drops the active one.
+        self.redis.zadd(keys.active_tasks(), {member: now})
         if listed and not internal:
+            pipe = self.redis.pipeline(transaction=True)
             pipe.zadd(keys.app_tasks(app_id), {task_id: now})
             pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
-        pipe.execute()
+            pipe.execute()
         reply = self.scripts.open_task(
             keys=[
                 keys.device(app_id, device_id),
@@ -95,11 +99,14 @@ class RevocationStore:
         return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
 
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
-        pipe = self.redis.pipeline()
-        pipe.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
+        # The application's index (one transaction) first, then the active index: the reverse
+        # of `open`, so a crash in between leaves at most an active entry without a task,
+        # which the stalled-task job drops.
+        pipe = self.redis.pipeline(transaction=True)
         pipe.zrem(keys.app_tasks(app_id), task_id)
         pipe.hdel(keys.app_task_devices(app_id), task_id)
         pipe.execute()
+        self.redis.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
 
     def sweep_batch(
         self, app_id: str, device_id: str, task_id: str, now: int, size: int, *, with_ids=False

@@ -30,7 +30,7 @@ def sender():
 def queued_refs(svc) -> list[list[str]]:
     """The notification references published to the `callbacks` Celery queue, oldest first."""
     refs = []
-    for raw in reversed(svc.redis.lrange("callbacks", 0, -1)):
+    for raw in reversed(svc.broker_redis.lrange("callbacks", 0, -1)):
         message = json.loads(raw)
         if message["headers"]["task"] == "devcmd.notifications.deliver":
             args, _, _ = json.loads(base64.b64decode(message["body"]))
@@ -342,7 +342,7 @@ def test_records_written_by_a_flush_that_died_before_enqueueing_are_still_sent(
         "nextAttempt": event.at_ms,
     }
     assert svc.notifications.create([record_], now_ms() + 100) == [record_]
-    svc.redis.delete("callbacks")
+    svc.broker_redis.delete("callbacks")
     notifications.flush(svc, app_id, device_id)  # the re-drain finds the record already there
     assert queued_refs(svc) == []
     time.sleep(0.15)

@@ -39,7 +39,7 @@ def sweep_to_end(svc, app_id, device_id, task_id):
 def test_open_enqueues_a_sweep_on_the_revocations_queue(svc, app_id, device_id):
     queue(svc, app_id, device_id, 3)
     revocations.open_task(svc, app_id, device_id)
-    assert svc.redis.llen("revocations") == 1
+    assert svc.broker_redis.llen("revocations") == 1
 
 
 def test_sweep_cancels_exactly_the_scope_in_batches(svc, app_id, device_id):
@@ -126,10 +126,10 @@ def test_empty_scope_succeeds_at_once(svc, app_id, device_id):
 def test_a_task_whose_message_was_lost_is_resumed(svc, app_id, device_id):
     queue(svc, app_id, device_id, 5)
     task_id = revocations.open_task(svc, app_id, device_id)["taskId"]
-    svc.redis.delete("revocations")
+    svc.broker_redis.delete("revocations")
     svc.config = svc.config.with_(stall_seconds=0)
     assert revocations.resume_stalled(svc) == 1
-    assert svc.redis.llen("revocations") == 1
+    assert svc.broker_redis.llen("revocations") == 1
     sweep_to_end(svc, app_id, device_id, task_id)
     assert revocations.resume_stalled(svc) == 0
 

@@ -402,8 +402,13 @@ class CommandMachine(RuleBasedStateMachine):
                 assert record["reason"].startswith(f"{total - cancelled} command(s)")
 
 
-def test_random_interleavings_keep_every_guarantee(redis_url):
-    config = Config().with_(redis_url=redis_url, sweep_batch=3, callback_allow_private=True)
+def test_random_interleavings_keep_every_guarantee(redis_url, broker_url):
+    config = Config().with_(
+        redis_url=redis_url,
+        celery_broker_url=broker_url,
+        sweep_batch=3,
+        callback_allow_private=True,
+    )
     svc = Services.from_config(config)
     try:
         machine = type("Machine", (CommandMachine,), {"svc": svc})
