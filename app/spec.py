@@ -23,6 +23,7 @@ from app.schemas import MAX_ID, HuaweiTime, identifier
 from app.schemas.errors import EnosError, ErrorAnswer, meaning
 from devcmd import errors
 from devcmd.clock import HUAWEI_PATTERN
+from devcmd.domain import idempotency
 
 OPENAPI_VERSION = "3.0.3"
 UNDOCUMENTED = {"static", "openapi.static"}  # static files (Swagger UI's)
@@ -201,7 +202,9 @@ def _idempotency_header(converter: Converter, action: str | None = None) -> dict
         "served, a retry waits up to IDEMPOTENCY_WAIT, then gets 409 with Retry-After. A "
         'Structured Fields string (`"key"`) or bare text, 1-255 printable ASCII characters.'
     )
-    schema = converter.field2property(fields.String(validate=validate.Length(1, 257)))
+    schema = converter.field2property(
+        fields.String(validate=validate.Regexp(idempotency.KEY_PATTERN))
+    )
     return {"in": "header", "name": "Idempotency-Key", "schema": schema, "description": description}
 
 

@@ -14,6 +14,7 @@ again with the same id, finds the effect done, and answers it: never a second ef
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ from devcmd.services import Services
 from devcmd.store.idempotency import Answer
 
 MAX_KEY_LENGTH = 255
+# Printable ASCII without surrounding spaces (a header value loses them on the way anyway).
+KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
 POLL_SECONDS = 0.05
 
 
@@ -32,12 +35,12 @@ def parse_key(header: str) -> str:
     """The key of an `Idempotency-Key` header: a Structured Fields string (`"abc"`, as the
     draft says) or, as many clients send it, the bare text. Raises InvalidInput."""
     value = header.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    if not 1 <= len(value) <= MAX_KEY_LENGTH or not value.isprintable() or not value.isascii():
+    if not re.match(KEY_PATTERN, value):
         raise errors.InvalidInput(
             "Idempotency-Key", f"must be 1-{MAX_KEY_LENGTH} printable ASCII characters"
         )
+    if len(value) >= 3 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return value
 
 
