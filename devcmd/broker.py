@@ -125,6 +125,15 @@ class Broker:
     def flush(self, app_id: str, device_id: str, countdown: float = 0) -> None:
         self.celery.send_task(FLUSH, args=[app_id, device_id], countdown=countdown or None)
 
+    def fan_out(self, name: str, buckets: range) -> int:
+        """Send the periodic job `name` once per index bucket (its one argument), each with the
+        expiry beat's own message of it has: every bucket's job is small and bounded, and the
+        jobs spread over the workers (and, on a cluster, over the masters). Returns how many."""
+        expires = (self.celery.conf.task_annotations or {}).get(name, {}).get("expires")
+        for bucket in buckets:
+            self.celery.send_task(name, args=[bucket], expires=expires)
+        return len(buckets)
+
     def deliver(self, refs: list[list[str]]) -> None:
         """Deliver notifications named by [appId, deviceId, notificationId]."""
         self.celery.send_task(DELIVER, args=[refs])

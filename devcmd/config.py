@@ -40,6 +40,7 @@ class Config:
     expire_zero_grace_ms: int = 1000
     timer_tick_seconds: float = 1.0
     timer_batch: int = 1000
+    index_buckets: int = 16
     enos_cancel_limit: int = 10_000
     enos_invoke_wait: float = 10.0
     rate_limit_per_minute: int = 60_000

@@ -11,6 +11,7 @@ from redis.cluster import RedisCluster
 from devcmd import connections
 from devcmd.broker import Broker, make_celery
 from devcmd.config import Config
+from devcmd.store import layout
 from devcmd.store.auth import AppStore, TokenStore
 from devcmd.store.commands import CommandStore
 from devcmd.store.devices import DeviceStore
@@ -38,6 +39,7 @@ class Services:
         redis = connections.make_redis(
             config.redis_url, decode_responses=True, health_check_interval=10
         )
+        layout.ensure(redis, config.index_buckets)
         return cls(config, redis, broker or Broker(make_celery(config)))
 
     def close(self) -> None:
@@ -55,6 +57,11 @@ class Services:
         if not url or url == self.config.redis_url:
             return self.redis
         return connections.make_broker_redis(self.config)
+
+    @property
+    def buckets(self) -> range:
+        """Every bucket of the global indexes (INDEX_BUCKETS): what beat fans out over."""
+        return range(self.config.index_buckets)
 
     @cached_property
     def scripts(self) -> Scripts:
@@ -74,7 +81,7 @@ class Services:
 
     @cached_property
     def health(self) -> HealthStore:
-        return HealthStore(self.redis)
+        return HealthStore(self.redis, self.config.index_buckets)
 
     @cached_property
     def idempotency(self) -> IdempotencyStore:
@@ -82,20 +89,20 @@ class Services:
 
     @cached_property
     def commands(self) -> CommandStore:
-        return CommandStore(self.redis, self.scripts)
+        return CommandStore(self.redis, self.scripts, self.config.index_buckets)
 
     @cached_property
     def revocations(self) -> RevocationStore:
-        return RevocationStore(self.redis, self.scripts)
+        return RevocationStore(self.redis, self.scripts, self.config.index_buckets)
 
     @cached_property
     def southbound(self) -> SouthboundStore:
-        return SouthboundStore(self.redis, self.scripts)
+        return SouthboundStore(self.redis, self.scripts, self.config.index_buckets)
 
     @cached_property
     def notifications(self) -> NotificationStore:
-        return NotificationStore(self.redis, self.scripts)
+        return NotificationStore(self.redis, self.scripts, self.config.index_buckets)
 
     @cached_property
     def outbox(self) -> OutboxStore:
-        return OutboxStore(self.redis)
+        return OutboxStore(self.redis, self.config.index_buckets)

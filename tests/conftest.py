@@ -25,6 +25,7 @@ CLUSTER_MODULES = {
     "test_flow_control",
     "test_concurrency",
     "test_slot_guard",
+    "test_scaling",
 }
 
 

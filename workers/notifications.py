@@ -42,10 +42,16 @@ def deliver(self: DevcmdTask, refs: list[list[str]]) -> dict[str, int]:
 
 
 @app.task(name=broker.RETRY, base=DevcmdTask, bind=True)
-def retry_due(self: DevcmdTask) -> int:
-    return notifications.retry_due(self.svc)
+def retry_due(self: DevcmdTask, bucket: int | None = None) -> int:
+    """Beat's call (no bucket) fans out one job per index bucket; a job claims its bucket."""
+    if bucket is None:
+        return self.svc.broker.fan_out(broker.RETRY, self.svc.buckets)
+    return notifications.retry_due(self.svc, [bucket])
 
 
 @app.task(name=broker.DRAIN, base=DevcmdTask, bind=True)
-def drain_dirty(self: DevcmdTask) -> int:
-    return notifications.drain_dirty(self.svc)
+def drain_dirty(self: DevcmdTask, bucket: int | None = None) -> int:
+    """Beat's call (no bucket) fans out one job per index bucket; a job drains its bucket."""
+    if bucket is None:
+        return self.svc.broker.fan_out(broker.DRAIN, self.svc.buckets)
+    return notifications.drain_dirty(self.svc, [bucket])

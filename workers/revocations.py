@@ -25,5 +25,8 @@ def sweep(self: DevcmdTask, app_id: str, device_id: str, task_id: str) -> None:
 
 
 @app.task(name=broker.RESUME, base=DevcmdTask, bind=True)
-def resume_stalled(self: DevcmdTask) -> int:
-    return revocations.resume_stalled(self.svc)
+def resume_stalled(self: DevcmdTask, bucket: int | None = None) -> int:
+    """Beat's call (no bucket) fans out one job per index bucket; a job resumes its bucket."""
+    if bucket is None:
+        return self.svc.broker.fan_out(broker.RESUME, self.svc.buckets)
+    return revocations.resume_stalled(self.svc, [bucket])

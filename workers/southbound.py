@@ -9,5 +9,8 @@ from workers.base import DevcmdTask
 
 
 @app.task(name=broker.TICK, base=DevcmdTask, bind=True)
-def tick(self: DevcmdTask) -> int:
-    return southbound.tick(self.svc)
+def tick(self: DevcmdTask, bucket: int | None = None) -> int:
+    """Beat's call (no bucket) fans out one job per index bucket; a job ticks its bucket."""
+    if bucket is None:
+        return self.svc.broker.fan_out(broker.TICK, self.svc.buckets)
+    return southbound.tick(self.svc, [bucket])

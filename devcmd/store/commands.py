@@ -15,10 +15,10 @@ from devcmd.store.southbound import TimerIndex
 
 
 class CommandStore:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
         self.redis = redis
         self.scripts = scripts
-        self.timers = TimerIndex(redis)
+        self.timers = TimerIndex(redis, buckets)
 
     def create(self, record: dict, due_ms: int, max_pending: int) -> bool:
         """Queue a command; False if a command with its id exists already (nothing changed).

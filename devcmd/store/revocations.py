@@ -37,9 +37,14 @@ def active_member(app_id: str, device_id: str, task_id: str) -> str:
 
 
 class RevocationStore:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
         self.redis = redis
         self.scripts = scripts
+        self.buckets = buckets
+
+    def _active(self, device_id: str) -> str:
+        """The active-task index bucket of a device."""
+        return keys.active_tasks(keys.bucket(device_id, self.buckets))
 
     def open(
         self,
@@ -65,7 +70,7 @@ class RevocationStore:
         # the task found by the stalled-task job and finished), the application's task index
         # (one transaction), then the script. A crash before the script leaves index entries
         # with no task behind them: readers skip them and the stalled job drops the active one.
-        self.redis.zadd(keys.active_tasks(), {member: now})
+        self.redis.zadd(self._active(device_id), {member: now})
         if listed and not internal:
             pipe = self.redis.pipeline(transaction=True)
             pipe.zadd(keys.app_tasks(app_id), {task_id: now})
@@ -106,7 +111,7 @@ class RevocationStore:
         pipe.zrem(keys.app_tasks(app_id), task_id)
         pipe.hdel(keys.app_task_devices(app_id), task_id)
         pipe.execute()
-        self.redis.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
+        self.redis.zrem(self._active(device_id), active_member(app_id, device_id, task_id))
 
     def sweep_batch(
         self, app_id: str, device_id: str, task_id: str, now: int, size: int, *, with_ids=False
@@ -127,15 +132,15 @@ class RevocationStore:
             args=[now, size, "1" if with_ids else "0"],
         )
         if reply[0] == -1:
-            self.redis.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
+            self.redis.zrem(self._active(device_id), active_member(app_id, device_id, task_id))
             raise errors.TaskNotFound()
         state, cancelled_now, status, cancelled, total, *ids = reply
         done = state != 1
         member = active_member(app_id, device_id, task_id)
         if done:
-            self.redis.zrem(keys.active_tasks(), member)
+            self.redis.zrem(self._active(device_id), member)
         else:
-            self.redis.zadd(keys.active_tasks(), {member: now})
+            self.redis.zadd(self._active(device_id), {member: now})
         return Batch(cancelled_now, status, cancelled, total, done, tuple(ids), state == 2)
 
     def device_of(self, app_id: str, task_id: str) -> str | None:
@@ -159,12 +164,14 @@ class RevocationStore:
         devices = self.redis.hmget(keys.app_task_devices(app_id), ids) if ids else []
         return [(dev, tid) for dev, tid in zip(devices, ids, strict=True) if dev]
 
-    def stalled(self, older_than_ms: int, limit: int = 500) -> list[tuple[str, str, str]]:
-        """Unfinished tasks whose last progress is older than the given time."""
+    def stalled(
+        self, bucket: int, older_than_ms: int, limit: int = 500
+    ) -> list[tuple[str, str, str]]:
+        """Unfinished tasks of one bucket whose last progress is older than the given time."""
         members = self.redis.zrangebyscore(
-            keys.active_tasks(), 0, older_than_ms, start=0, num=limit
+            keys.active_tasks(bucket), 0, older_than_ms, start=0, num=limit
         )
         return [tuple(m.split("/", 2)) for m in members]
 
     def touch(self, app_id: str, device_id: str, task_id: str, now: int) -> None:
-        self.redis.zadd(keys.active_tasks(), {active_member(app_id, device_id, task_id): now})
+        self.redis.zadd(self._active(device_id), {active_member(app_id, device_id, task_id): now})

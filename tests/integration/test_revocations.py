@@ -139,7 +139,8 @@ def test_deleting_a_device_cancels_its_commands_in_the_background(svc, app_id, d
     devices.delete(svc, app_id, device_id)
     with pytest.raises(errors.DeviceNotFound):
         commands.create(svc, app_id, device_id, COMMAND, {})
-    (member,) = svc.redis.zrange(keys.active_tasks(), 0, -1)
+    bucket = keys.bucket(device_id, svc.config.index_buckets)
+    (member,) = svc.redis.zrange(keys.active_tasks(bucket), 0, -1)
     sweep_to_end(svc, app_id, device_id, member.split("/")[2])
     assert set(statuses(svc, app_id, scoped)) == {"CANCELED"}
     assert revocations.query(svc, app_id, {"start": 0, "end": 2**53}, 0, 10) == (0, [])
