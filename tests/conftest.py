@@ -26,6 +26,7 @@ CLUSTER_MODULES = {
     "test_concurrency",
     "test_slot_guard",
     "test_scaling",
+    "test_revocation_flow",
 }
 
 

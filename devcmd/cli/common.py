@@ -19,6 +19,7 @@ from redis import RedisError
 from devcmd import errors
 from devcmd.config import Config
 from devcmd.embedded import RedisServer
+from devcmd.embedded_cluster import EmbeddedCluster
 from devcmd.services import Services
 
 
@@ -37,13 +38,13 @@ def redis_url(config: Config) -> Iterator[str]:
         yield server.url
         return
     try:
-        _start_shielded(server)
+        start_shielded(server)
         yield server.url
     finally:
         server.stop()
 
 
-def _start_shielded(server: RedisServer) -> None:
+def start_shielded(server: RedisServer | EmbeddedCluster) -> None:
     """Start `server` with SIGINT blocked, so a Ctrl-C in the terminal does not stop it.
 
     Ctrl-C signals the whole foreground process group, Redis included. Redis must outlive the
