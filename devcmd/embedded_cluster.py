@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from devcmd.embedded import RedisServer
+from devcmd.embedded import RedisServer, find_binary, free_port
 
 SLOTS = 16384
 BUS_OFFSET = 10_000  # a node's cluster bus listens on its port + 10000
@@ -163,3 +163,100 @@ class EmbeddedCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError("the embedded Redis Cluster did not form in time")
             time.sleep(0.1)
+
+
+class ReplicaServer(RedisServer):
+    """A redis-server replicating `primary_port` on 127.0.0.1."""
+
+    def __init__(self, directory: Path, port: int, primary_port: int) -> None:
+        super().__init__(directory, port)
+        self.primary_port = primary_port
+
+    def args(self) -> list[str]:
+        return [*super().args(), "--replicaof", "127.0.0.1", str(self.primary_port)]
+
+
+class SentinelServer(RedisServer):
+    """A redis-server in Sentinel mode watching the master `name` (its config file is its own:
+    Sentinel rewrites it as it learns the set)."""
+
+    def __init__(
+        self, directory: Path, port: int, name: str, primary_port: int, down_after_ms: int
+    ) -> None:
+        super().__init__(directory, port, appendonly=False)
+        self.name = name
+        self.primary_port = primary_port
+        self.down_after_ms = down_after_ms
+
+    def args(self) -> list[str]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"logfile {self.directory / 'redis.log'}\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.primary_port} 2\n"
+            f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.name} 10000\n"
+        )
+        return [find_binary(), str(conf), "--sentinel"]
+
+
+class EmbeddedSentinelSet:
+    """A Sentinel-managed Redis (a primary, one replica, three Sentinels with quorum 2) on free
+    loopback ports: an HA broker for the tests."""
+
+    def __init__(self, directory: Path, name: str = "devcmd", down_after_ms: int = 1000) -> None:
+        self.directory = Path(directory)
+        self.name = name
+        self.primary = RedisServer(self.directory / "primary", free_port())
+        self.replica = ReplicaServer(self.directory / "replica", free_port(), self.primary.port)
+        self.sentinels = [
+            SentinelServer(
+                self.directory / f"sentinel-{i}",
+                free_port(),
+                name,
+                self.primary.port,
+                down_after_ms,
+            )
+            for i in range(3)
+        ]
+
+    @property
+    def url(self) -> str:
+        """CELERY_BROKER_URL naming every Sentinel."""
+        return ";".join(f"sentinel://127.0.0.1:{s.port}" for s in self.sentinels)
+
+    def start(self, timeout: float = 30.0) -> EmbeddedSentinelSet:
+        self.primary.start()
+        self.replica.start()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        EmbeddedCluster._wait(self._replicating, timeout)
+        return self
+
+    def _replicating(self) -> bool:
+        with redis.Redis(port=self.replica.port, decode_responses=True) as client:
+            if client.info("replication").get("master_link_status") != "up":
+                return False
+        with redis.Redis(port=self.sentinels[0].port, decode_responses=True) as client:
+            return int(client.sentinel_master(self.name)["num-other-sentinels"]) == 2
+
+    def master_port(self) -> int | None:
+        """The port of the master every Sentinel names now, once that master answers as one
+        (None while they disagree, or it is still being promoted)."""
+        ports = set()
+        for sentinel in self.sentinels:
+            with redis.Redis(port=sentinel.port, decode_responses=True) as client:
+                ports.add(int(client.sentinel_get_master_addr_by_name(self.name)[1]))
+        if len(ports) != 1:
+            return None
+        (port,) = ports
+        try:
+            with redis.Redis(port=port, decode_responses=True, socket_timeout=1) as client:
+                return port if client.info("replication")["role"] == "master" else None
+        except redis.RedisError:
+            return None
+
+    def stop(self) -> None:
+        for server in (*self.sentinels, self.replica, self.primary):
+            server.stop()
