@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench fuzz clean
+.PHONY: install run test lint format bench bench-scale fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ fuzz: install
 
 bench: install
 	$(BIN)/python bench/sweep.py
+
+# Create and sweep on a Redis Cluster of 1 vs 3 masters: server CPU per command and balance.
+bench-scale: install
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .devcmd .pytest_cache build *.egg-info

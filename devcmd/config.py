@@ -41,6 +41,8 @@ class Config:
     timer_tick_seconds: float = 1.0
     timer_batch: int = 1000
     index_buckets: int = 16
+    redis_min_replicas_ack: int = 0
+    redis_replica_ack_timeout: float = 1.0
     enos_cancel_limit: int = 10_000
     enos_invoke_wait: float = 10.0
     rate_limit_per_minute: int = 60_000

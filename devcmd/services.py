@@ -93,7 +93,13 @@ class Services:
 
     @cached_property
     def revocations(self) -> RevocationStore:
-        return RevocationStore(self.redis, self.scripts, self.config.index_buckets)
+        return RevocationStore(
+            self.redis,
+            self.scripts,
+            self.config.index_buckets,
+            min_replicas_ack=self.config.redis_min_replicas_ack,
+            replica_ack_timeout_ms=int(self.config.redis_replica_ack_timeout * 1000),
+        )
 
     @cached_property
     def southbound(self) -> SouthboundStore:

@@ -5,13 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
-from redis import Redis
+from redis import Redis, RedisError
+from redis.cluster import RedisCluster
 
 from devcmd import errors
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
 TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
+
+
+class NotReplicated(RedisError):
+    """Fewer replicas than REDIS_MIN_REPLICAS_ACK confirmed a write in time: the caller must
+    not be told it succeeded (the storage error answer; a retry with the same Idempotency-Key
+    is safe)."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +44,20 @@ def active_member(app_id: str, device_id: str, task_id: str) -> str:
 
 
 class RevocationStore:
-    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        buckets: int,
+        *,
+        min_replicas_ack: int = 0,
+        replica_ack_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.buckets = buckets
+        self.min_replicas_ack = min_replicas_ack
+        self.replica_ack_timeout_ms = replica_ack_timeout_ms
 
     def _active(self, device_id: str) -> str:
         """The active-task index bucket of a device."""
@@ -76,15 +93,15 @@ class RevocationStore:
             pipe.zadd(keys.app_tasks(app_id), {task_id: now})
             pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
             pipe.execute()
-        reply = self.scripts.open_task(
-            keys=[
+        reply = self._open_task_durably(
+            [
                 keys.device(app_id, device_id),
                 keys.pending(app_id, device_id),
                 keys.task(app_id, device_id, task_id),
                 keys.device_tasks(app_id, device_id),
                 keys.documents(app_id, device_id),
             ],
-            args=[
+            [
                 task_id,
                 now,
                 cap,
@@ -102,6 +119,33 @@ class RevocationStore:
             raise errors.DeviceNotFound()
         scoped = [orjson.loads(document) | {"status": "PENDING"} for document in reply[2:]]
         return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
+
+    def _open_task_durably(self, script_keys: list[str], args: list) -> list:
+        """Run `open_task.lua`; with REDIS_MIN_REPLICAS_ACK > 0, also WAIT until that many
+        replicas of the device's master have it (the fence included) before anyone is told.
+
+        WAIT counts what replicas acknowledged of the writes of its own connection, so the
+        script and the WAIT go down one connection to the node that owns the device's slot, in
+        one pipeline. Without it a master that dies right after the 201 may take the fence
+        with it: its promoted replica would then hand the task's commands to the device.
+        Raises NotReplicated (a RedisError) when fewer replicas answered in time.
+        """
+        if self.min_replicas_ack <= 0:
+            return self.scripts.open_task(keys=script_keys, args=args)
+        node_client = self.redis
+        if isinstance(self.redis, RedisCluster):
+            node = self.redis.get_node_from_key(script_keys[0])
+            node_client = self.redis.get_redis_connection(node)
+        pipe = node_client.pipeline(transaction=False)
+        self.scripts.open_task(keys=script_keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.min_replicas_ack, self.replica_ack_timeout_ms)
+        reply, acked = pipe.execute()
+        if int(acked) < self.min_replicas_ack:
+            raise NotReplicated(
+                f"{acked} of {self.min_replicas_ack} replicas acknowledged the task in "
+                f"{self.replica_ack_timeout_ms} ms (REDIS_MIN_REPLICAS_ACK)"
+            )
+        return reply
 
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
         # The application's index (one transaction) first, then the active index: the reverse
