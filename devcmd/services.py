@@ -9,8 +9,8 @@ from redis import Redis
 from redis.cluster import RedisCluster
 
 from devcmd import connections
-from devcmd.broker import Broker, make_celery
 from devcmd.config import Config
+from devcmd.jobs import Broker
 from devcmd.store import layout
 from devcmd.store.auth import AppStore, TokenStore
 from devcmd.store.commands import CommandStore
@@ -40,7 +40,12 @@ class Services:
             config.redis_url, decode_responses=True, health_check_interval=10
         )
         layout.ensure(redis, config.index_buckets)
-        return cls(config, redis, broker or Broker(make_celery(config)))
+        if broker is None:
+            # Imported here: the domain imports Services, and must not import Celery with it.
+            from devcmd.broker import make_celery
+
+            broker = Broker(make_celery(config))
+        return cls(config, redis, broker)
 
     def close(self) -> None:
         """Release the Redis and broker connections (CLI commands and tests end with this)."""

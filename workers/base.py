@@ -8,8 +8,8 @@ import redis
 from celery import Celery, Task
 
 from devcmd import logs
-from devcmd.broker import REQUEST_ID_HEADER, Broker
 from devcmd.config import Config
+from devcmd.jobs import REQUEST_ID_HEADER, Broker
 from devcmd.services import Services
 
 _services: Services | None = None

@@ -15,11 +15,11 @@ import click
 import honcho.manager
 
 from devcmd import connections
-from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
 from devcmd.cli.common import redis_url, safe_url, start_shielded
 from devcmd.config import Config
 from devcmd.embedded import RedisServer, free_port
 from devcmd.embedded_cluster import EmbeddedCluster
+from devcmd.jobs import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
 
 # honcho SIGKILLs the children still running this many seconds after its SIGTERM. Its default of
 # 5 s is shorter than the worker's soft shutdown (worker_soft_shutdown_timeout=15 in

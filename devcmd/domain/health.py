@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from redis import Redis, RedisError
 
-from devcmd.broker import queue_depths, queue_limits
 from devcmd.clock import now_ms
+from devcmd.jobs import queue_depths, queue_limits
 from devcmd.services import Services
 
 NOT_READ = "the broker is not a plain Redis URL (e.g. Sentinel): not read"

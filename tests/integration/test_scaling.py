@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from devcmd import broker
+from devcmd import jobs
 from devcmd.domain import commands, devices, revocations, southbound
 from devcmd.services import Services
 from devcmd.store import keys, layout
@@ -41,9 +41,9 @@ def test_one_applications_devices_fill_every_bucket_and_every_master(svc, app_id
 
 
 def test_beat_fans_out_one_job_per_bucket(svc):
-    assert svc.broker.fan_out(broker.TICK, svc.buckets) == svc.config.index_buckets
+    assert svc.broker.fan_out(jobs.TICK, svc.buckets) == svc.config.index_buckets
     queued = [json.loads(raw) for raw in svc.broker_redis.lrange("revocations", 0, -1)]
-    assert {m["headers"]["task"] for m in queued} == {broker.TICK}
+    assert {m["headers"]["task"] for m in queued} == {jobs.TICK}
     buckets = sorted(json.loads(base64.b64decode(m["body"]))[0][0] for m in queued)
     assert buckets == list(svc.buckets)
 
