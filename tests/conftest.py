@@ -27,6 +27,7 @@ CLUSTER_MODULES = {
     "test_slot_guard",
     "test_scaling",
     "test_revocation_flow",
+    "test_enos",
 }
 
 

@@ -73,7 +73,7 @@ def delivered_callbacks(svc, device_id, receiver, sender) -> dict[str, dict]:
     """Drain the device's outbox and deliver every notification to the real receiver."""
     notifications.flush(svc, "app-a", device_id)
     refs = []
-    for raw in reversed(svc.redis.lrange("callbacks", 0, -1)):
+    for raw in reversed(svc.broker_redis.lrange("callbacks", 0, -1)):
         message = json.loads(raw)
         if message["headers"]["task"] == "devcmd.notifications.deliver":
             refs += json.loads(base64.b64decode(message["body"]))[0][0]
