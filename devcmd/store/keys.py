@@ -25,10 +25,6 @@ def layout() -> str:
     return f"{PREFIX}:layout"
 
 
-def _bucket(number: int, suffix: str) -> str:
-    return f"{PREFIX}:{{b{number}}}:{suffix}"
-
-
 def app(app_id: str) -> str:
     return f"{PREFIX}:{{{app_id}}}:app"
 
@@ -167,7 +163,7 @@ def device_owner(device_id: str) -> str:
 def timers(number: int) -> str:
     """Zset `appId/deviceId` -> the earliest expiry or ack due time of that device's commands
     (one bucket)."""
-    return _bucket(number, "timers")
+    return f"{PREFIX}:{{b{number}}}:timers"
 
 
 def task(app_id: str, device_id: str, task_id: str) -> str:
@@ -191,13 +187,13 @@ def outbox_lock(app_id: str, device_id: str) -> str:
 
 def dirty_outboxes(number: int) -> str:
     """Set of `appId/deviceId` whose outbox may hold events (beat drains them; one bucket)."""
-    return _bucket(number, "outboxes")
+    return f"{PREFIX}:{{b{number}}}:outboxes"
 
 
 def active_tasks(number: int) -> str:
     """Zset `appId/deviceId/taskId` -> last progress ms, for tasks not yet finished (one
     bucket)."""
-    return _bucket(number, "tasks:active")
+    return f"{PREFIX}:{{b{number}}}:tasks:active"
 
 
 def workers() -> str:
@@ -213,13 +209,13 @@ def notifications(app_id: str, device_id: str) -> str:
 def notifications_due(number: int) -> str:
     """Zset `appId/deviceId/notificationId` -> when its next delivery attempt is due (ms; one
     bucket)."""
-    return _bucket(number, "notifications:due")
+    return f"{PREFIX}:{{b{number}}}:notifications:due"
 
 
 def notifications_failed(number: int) -> str:
     """Zset `appId/deviceId/notificationId` -> when it was given up (ms), for re-sending (one
     bucket)."""
-    return _bucket(number, "notifications:failed")
+    return f"{PREFIX}:{{b{number}}}:notifications:failed"
 
 
 def receiver(url_origin: str) -> str:

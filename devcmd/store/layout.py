@@ -12,12 +12,12 @@ from devcmd.store import keys
 # The global keys of layout 1 (before the indexes were bucketed): their presence without a
 # layout key means a store written by an older devcmd.
 LEGACY_KEYS = (
-    "dc:timers",
-    "dc:outboxes",
-    "dc:tasks:active",
-    "dc:notifications:due",
-    "dc:notifications:failed",
-    "dc:device-owners",
+    f"{keys.PREFIX}:timers",
+    f"{keys.PREFIX}:outboxes",
+    f"{keys.PREFIX}:tasks:active",
+    f"{keys.PREFIX}:notifications:due",
+    f"{keys.PREFIX}:notifications:failed",
+    f"{keys.PREFIX}:device-owners",
 )
 
 

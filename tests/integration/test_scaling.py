@@ -63,6 +63,6 @@ def test_a_store_of_another_layout_is_refused(svc, redis_url, broker_url):
     with pytest.raises(layout.LayoutMismatch, match="INDEX_BUCKETS=16"):
         Services.from_config(config)
     svc.redis.delete(keys.layout())
-    svc.redis.zadd("dc:timers", {"a/b": 1})  # written by a devcmd before the buckets
+    svc.redis.zadd(layout.LEGACY_KEYS[0], {"a/b": 1})  # written by a devcmd before the buckets
     with pytest.raises(layout.LayoutMismatch, match="key layout 1"):
         Services.from_config(svc.config)
