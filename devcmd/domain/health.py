@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from redis import Redis, RedisError
+from redis.cluster import RedisCluster
 
 from devcmd.clock import now_ms
 from devcmd.jobs import queue_depths, queue_limits
@@ -18,7 +19,7 @@ def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
     """Redis and the broker answer, a worker has beaten within WORKER_HEARTBEAT_TTL, and every
     queue is under its limit. Returns (all passed, {check: {"ok": ..., detail}}); never raises
     for an unreachable server, which is a failed check."""
-    checks = {"redis": _guarded(lambda: _ping(svc.redis))}
+    checks = {"redis": _guarded(lambda: _ping_store(svc.redis))}
     if svc.broker_redis is svc.redis:
         checks["broker"] = {**checks["redis"], "sameAsRedis": True}
     elif svc.broker_redis is None:
@@ -56,6 +57,18 @@ def _guarded(check: Callable[[], dict]) -> dict:
         return check()
     except RedisError as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+def _ping_store(client: Redis | RedisCluster) -> dict:
+    """A single server's ping; on a cluster, each master's, by `host:port` (the check fails
+    when any master does not answer)."""
+    if not isinstance(client, RedisCluster):
+        return _ping(client)
+    masters = {
+        f"{node.host}:{node.port}": _guarded(lambda node=node: _ping(node.redis_connection))
+        for node in client.get_primaries()
+    }
+    return {"ok": all(check["ok"] for check in masters.values()), "masters": masters}
 
 
 def _ping(client: Redis) -> dict:

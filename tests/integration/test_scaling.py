@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from app import create_app
 from devcmd import jobs
 from devcmd.domain import commands, devices, revocations, southbound
 from devcmd.services import Services
@@ -66,3 +67,14 @@ def test_a_store_of_another_layout_is_refused(svc, redis_url, broker_url):
     svc.redis.zadd(layout.LEGACY_KEYS[0], {"a/b": 1})  # written by a devcmd before the buckets
     with pytest.raises(layout.LayoutMismatch, match="key layout 1"):
         Services.from_config(svc.config)
+
+
+def test_readiness_reports_every_master_of_a_cluster(svc, redis_backend):
+    checks = create_app(services=svc).test_client().get("/readyz").json["checks"]
+    assert checks["redis"]["ok"] is True
+    if redis_backend == "cluster":
+        masters = checks["redis"]["masters"]
+        assert len(masters) == 3
+        assert all(master["ok"] for master in masters.values())
+    else:
+        assert "masters" not in checks["redis"]
