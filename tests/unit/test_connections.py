@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from redis import Redis
 from redis.exceptions import RedisClusterException
@@ -77,3 +81,17 @@ def test_the_factory_makes_a_cluster_client_only_for_a_cluster_url() -> None:
         connections.make_redis("redis+cluster://127.0.0.1:1")
     assert connections.is_cluster("redis+cluster://h:1")
     assert not connections.is_cluster("redis://h:1")
+
+
+def test_devcmd_run_and_the_workers_refuse_a_cluster_without_a_broker(tmp_path) -> None:
+    """Both refuse before starting anything, with the reason."""
+    env = {"REDIS_URL": "redis+cluster://127.0.0.1:1", "DEVCMD_HOME": str(tmp_path), "PATH": ""}
+    devcmd = Path(sys.executable).parent / "devcmd"
+    run = subprocess.run([str(devcmd), "run"], env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "Celery cannot use as its broker" in run.stderr
+    worker = subprocess.run(
+        [sys.executable, "-c", "import workers"], env=env, capture_output=True, text=True
+    )
+    assert worker.returncode == 1
+    assert "set CELERY_BROKER_URL" in worker.stderr
