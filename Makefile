@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit-integration redis7 lint format bench bench-memory fuzz clean
+.PHONY: install run test test-unit-integration redis7 lint format bench bench-memory bench-scale fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench: install
 
 bench-memory: install
 	$(BIN)/python -m bench.memory
+
+# Create and sweep on a Redis Cluster of 1 vs 3 masters: server CPU per command and balance.
+bench-scale: install
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) .venv-* .devcmd .pytest_cache build *.egg-info

@@ -23,7 +23,7 @@ from flask.wrappers import Response
 from flask_limiter import Limiter, RouteLimit
 
 from app.schemas import form_or_json
-from devcmd import errors
+from devcmd import connections, errors
 from devcmd.domain.auth import Budget
 from devcmd.services import Services
 
@@ -53,6 +53,23 @@ def check_budget(budget: Budget) -> None:
         )
 
 
+def limiter_storage(svc: Services) -> dict:
+    """Where the Limiter keeps its counters: the data store, so every process shares one budget
+    per application. A single Redis shares the data store's connection pool; on a cluster the
+    `limits` package opens its own RedisCluster client from the same seed nodes (its counters
+    are hash-tagged per caller, so they spread over the masters)."""
+    url = svc.config.redis_url
+    if connections.is_cluster(url):
+        return {"storage_uri": url, "storage_options": {"key_prefix": STORAGE_PREFIX}}
+    return {
+        "storage_uri": "redis://",
+        "storage_options": {
+            "connection_pool": svc.redis.connection_pool,
+            "key_prefix": STORAGE_PREFIX,
+        },
+    }
+
+
 class FlowControl:
     """One per Flask app: the login Limiter, and the headers of both limits."""
 
@@ -63,11 +80,7 @@ class FlowControl:
         self.limiter = Limiter(
             login_key,
             app=app,
-            storage_uri="redis://",
-            storage_options={
-                "connection_pool": svc.redis.connection_pool,
-                "key_prefix": STORAGE_PREFIX,
-            },
+            **limiter_storage(svc),
             strategy="sliding-window-counter",
             headers_enabled=True,
             retry_after="delta-seconds",

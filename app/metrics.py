@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.apidoc import doc
 from app.context import services
-from devcmd import metrics
+from devcmd.scrape import exposition
 
 bp = Blueprint("metrics", __name__)
 
@@ -16,4 +16,4 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 @doc("Prometheus metrics (text exposition format)", answers={200: "text/plain"})
 def scrape() -> Response:
-    return Response(metrics.exposition(services()), content_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(services()), content_type=CONTENT_TYPE_LATEST)

@@ -16,6 +16,7 @@ class Config:
 
     redis_url: str | None = None
     celery_broker_url: str | None = None
+    celery_broker_sentinel_master: str | None = "devcmd"
     home: Path = Path(".devcmd")
     embedded_redis_port: int = 6390
     host: str = "127.0.0.1"
@@ -40,6 +41,9 @@ class Config:
     expire_zero_grace_ms: int = 1000
     timer_tick_seconds: float = 1.0
     timer_batch: int = 1000
+    index_buckets: int = 16
+    redis_min_replicas_ack: int = 0
+    redis_replica_ack_timeout: float = 1.0
     enos_cancel_limit: int = 10_000
     enos_invoke_wait: float = 10.0
     rate_limit_per_minute: int = 60_000

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from redis import ConnectionError as RedisConnectionError
 from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.cluster import RedisCluster
 
-from devcmd.broker import Broker, make_celery
+from devcmd import connections
 from devcmd.config import Config
+from devcmd.jobs import Broker
+from devcmd.store import layout
 from devcmd.store.auth import AppStore, TokenStore
 from devcmd.store.commands import CommandStore
 from devcmd.store.devices import DeviceStore
@@ -23,20 +23,10 @@ from devcmd.store.scripts import Scripts
 from devcmd.store.southbound import SouthboundStore
 
 
-def redis_client(url: str, config: Config, **options) -> Redis:
-    """A client of `url` that never hangs: REDIS_CONNECT_TIMEOUT and REDIS_SOCKET_TIMEOUT bound
-    every command (devcmd sends no blocking command), pooled connections idle for
-    REDIS_HEALTH_CHECK_INTERVAL seconds are PINGed before use, and a dropped connection is retried
-    once at once (a restarted server), a timeout never (redis-py's default, three retries with
-    backoff up to 10 s, would hold a request for tens of seconds)."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=config.redis_connect_timeout,
-        socket_timeout=config.redis_socket_timeout,
-        health_check_interval=config.redis_health_check_interval,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        **options,
-    )
+def redis_client(url: str, config: Config, **options) -> Redis | RedisCluster:
+    """A client of the data store at `url` (one server or a cluster) that never hangs: see
+    `connections.client_options`."""
+    return connections.make_redis(url, **connections.client_options(config, url), **options)
 
 
 @dataclass
@@ -44,15 +34,22 @@ class Services:
     """What a domain function needs: configuration, stores and a way to enqueue work."""
 
     config: Config
-    redis: Redis
+    redis: Redis | RedisCluster
     broker: Broker
 
     @classmethod
     def from_config(cls, config: Config, broker: Broker | None = None) -> Services:
         if not config.redis_url:
             raise RuntimeError("REDIS_URL is not set (devcmd run sets it for its processes)")
+        connections.check(config)
         redis = redis_client(config.redis_url, config, decode_responses=True)
-        return cls(config, redis, broker or Broker(make_celery(config)))
+        layout.ensure(redis, config.index_buckets)
+        if broker is None:
+            # Imported here: the domain imports Services, and must not import Celery with it.
+            from devcmd.broker import make_celery
+
+            broker = Broker(make_celery(config))
+        return cls(config, redis, broker)
 
     def close(self) -> None:
         """Release the Redis and broker connections (CLI commands and tests end with this)."""
@@ -64,14 +61,16 @@ class Services:
     @cached_property
     def broker_redis(self) -> Redis | None:
         """A client of the Redis holding Celery's queues (to read their depth): the data store's
-        unless CELERY_BROKER_URL names another Redis; None for a broker that is not a plain
-        Redis URL (e.g. Sentinel), whose depth devcmd does not read."""
+        unless CELERY_BROKER_URL names another Redis, or the current master of a Sentinel set."""
         url = self.config.celery_broker_url
         if not url or url == self.config.redis_url:
             return self.redis
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            return None
-        return redis_client(url, self.config)
+        return connections.make_broker_redis(self.config)
+
+    @property
+    def buckets(self) -> range:
+        """Every bucket of the global indexes (INDEX_BUCKETS): what beat fans out over."""
+        return range(self.config.index_buckets)
 
     @cached_property
     def scripts(self) -> Scripts:
@@ -91,7 +90,7 @@ class Services:
 
     @cached_property
     def health(self) -> HealthStore:
-        return HealthStore(self.redis)
+        return HealthStore(self.redis, self.config.index_buckets)
 
     @cached_property
     def idempotency(self) -> IdempotencyStore:
@@ -99,20 +98,26 @@ class Services:
 
     @cached_property
     def commands(self) -> CommandStore:
-        return CommandStore(self.redis, self.scripts)
+        return CommandStore(self.redis, self.scripts, self.config.index_buckets)
 
     @cached_property
     def revocations(self) -> RevocationStore:
-        return RevocationStore(self.redis, self.scripts)
+        return RevocationStore(
+            self.redis,
+            self.scripts,
+            self.config.index_buckets,
+            min_replicas_ack=self.config.redis_min_replicas_ack,
+            replica_ack_timeout_ms=int(self.config.redis_replica_ack_timeout * 1000),
+        )
 
     @cached_property
     def southbound(self) -> SouthboundStore:
-        return SouthboundStore(self.redis, self.scripts)
+        return SouthboundStore(self.redis, self.scripts, self.config.index_buckets)
 
     @cached_property
     def notifications(self) -> NotificationStore:
-        return NotificationStore(self.redis, self.scripts)
+        return NotificationStore(self.redis, self.scripts, self.config.index_buckets)
 
     @cached_property
     def outbox(self) -> OutboxStore:
-        return OutboxStore(self.redis)
+        return OutboxStore(self.redis, self.config.index_buckets)

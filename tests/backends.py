@@ -17,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+import redis
+
 from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded_cluster import EmbeddedCluster
 
 
 class Server(Protocol):
@@ -72,9 +75,53 @@ def start_redis7(directory: Path) -> Server:
     return RedisServer(directory, free_port(), binary=redis7_binary()).start()
 
 
+class ClusterBackend:
+    """A 3-master Redis Cluster of embedded servers, and the single server beside it that is
+    its Celery broker (kombu has no cluster transport): `broker_url` is CELERY_BROKER_URL."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cluster = EmbeddedCluster(directory / "cluster", masters=3)
+        self.broker = RedisServer(directory / "broker", free_port())
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker.url
+
+    def start(self) -> ClusterBackend:
+        self.broker.start()
+        try:
+            self.cluster.start()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def flush(self) -> None:
+        """Empty every master and the broker."""
+        self.cluster.flush()
+        with redis.Redis.from_url(self.broker.url) as client:
+            client.flushall()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        self.broker.stop()
+
+
+def start_cluster(directory: Path) -> Server:
+    """A 3-master Redis Cluster of the embedded server, with its own broker server."""
+    return ClusterBackend(directory).start()
+
+
 BACKENDS: dict[str, Callable[[Path], Server]] = {
     "valkey": start_valkey,
     "redis7": start_redis7,
+    "cluster": start_cluster,
 }
 DEFAULT = ("valkey",)
 CORE = ("valkey", "redis7")  # the integration suite's core: correct on every server we support
+# The modules whose keys and scripts must also hold on a Redis Cluster (each slot guarded).
+CLUSTERED = ("valkey", "cluster")

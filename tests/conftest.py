@@ -3,6 +3,9 @@
 `redis_server` is parametrized by back end (tests/backends.py): every test that uses it runs on
 each back end its `backends` marker names (`pytest.mark.backends(*backends.CORE)`), by default
 on the embedded Valkey only. Each back end's server starts once for the session.
+A back end whose server has a `broker_url` (the cluster: Celery cannot use one as its broker)
+hands it to `broker_url`, the CELERY_BROKER_URL beside `redis_url`; else that is None (the
+broker shares the data store's server).
 """
 
 from __future__ import annotations
@@ -44,11 +47,30 @@ def redis_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     server.stop()
 
 
+def _flush(server: backends.Server) -> None:
+    flush = getattr(server, "flush", None)
+    if flush is not None:  # a cluster and its broker: each server on its own
+        flush()
+        return
+    with redis.Redis.from_url(server.url) as client:
+        client.flushall()
+
+
 @pytest.fixture
 def redis_url(redis_server):
-    """The session server's URL, flushed before and after the test."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    """The session server's URL, flushed (its broker's too) before and after the test."""
+    _flush(redis_server)
     yield redis_server.url
-    client.flushall()
-    client.close()
+    _flush(redis_server)
+
+
+@pytest.fixture
+def redis_backend(request: pytest.FixtureRequest, redis_server) -> str:
+    """Which back end this test's data store is (a key of tests/backends.BACKENDS)."""
+    return request.node.callspec.params["redis_server"]
+
+
+@pytest.fixture
+def broker_url(redis_server) -> str | None:
+    """CELERY_BROKER_URL beside `redis_url`: a separate server when the store is a cluster."""
+    return getattr(redis_server, "broker_url", None)

@@ -3,11 +3,14 @@
 Building the Celery app opens no connection; tasks build their Redis client on first use.
 """
 
+from devcmd import connections
 from devcmd.broker import make_celery
 from devcmd.config import Config
 from workers import lifecycle, observe  # noqa: F401  (connect logging, metrics, stop signals)
 
-app = make_celery(Config.from_env())
+_config = Config.from_env()
+connections.check(_config)  # a worker or beat with URLs devcmd cannot run with does not start
+app = make_celery(_config)
 app.conf.include = [
     "workers.revocations",
     "workers.notifications",

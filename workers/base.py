@@ -7,8 +7,8 @@ import inspect
 from celery import Celery, Task
 
 from devcmd import faults, logs
-from devcmd.broker import REQUEST_ID_HEADER, Broker
 from devcmd.config import Config
+from devcmd.jobs import REQUEST_ID_HEADER, Broker
 from devcmd.services import Services
 
 _services: Services | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery.signals import worker_process_shutdown
 from celery.utils.log import get_task_logger
 
-from devcmd import broker
+from devcmd import jobs
 from devcmd.domain import delivery, notifications
 from workers import app
 from workers.base import DevcmdTask
@@ -28,24 +28,30 @@ def _close_sender(**_: object) -> None:
         _sender.close()
 
 
-@app.task(name=broker.FLUSH, base=DevcmdTask, bind=True, max_retries=300)
+@app.task(name=jobs.FLUSH, base=DevcmdTask, bind=True, max_retries=300)
 def flush(self: DevcmdTask, app_id: str, device_id: str) -> None:
     if not notifications.flush(self.svc, app_id, device_id):
         raise self.retry(countdown=1)
 
 
-@app.task(name=broker.DELIVER, base=DevcmdTask, bind=True)
+@app.task(name=jobs.DELIVER, base=DevcmdTask, bind=True)
 def deliver(self: DevcmdTask, refs: list[list[str]]) -> dict[str, int]:
     counts = delivery.deliver(self.svc, sender(), refs)
     log.info("callbacks: %s", counts)
     return counts
 
 
-@app.task(name=broker.RETRY, base=DevcmdTask, bind=True)
-def retry_due(self: DevcmdTask) -> int:
-    return notifications.retry_due(self.svc)
+@app.task(name=jobs.RETRY, base=DevcmdTask, bind=True)
+def retry_due(self: DevcmdTask, bucket: int | None = None) -> int:
+    """Beat's call (no bucket) fans out one job per index bucket; a job claims its bucket."""
+    if bucket is None:
+        return self.svc.broker.fan_out(jobs.RETRY, self.svc.buckets)
+    return notifications.retry_due(self.svc, [bucket])
 
 
-@app.task(name=broker.DRAIN, base=DevcmdTask, bind=True)
-def drain_dirty(self: DevcmdTask) -> int:
-    return notifications.drain_dirty(self.svc)
+@app.task(name=jobs.DRAIN, base=DevcmdTask, bind=True)
+def drain_dirty(self: DevcmdTask, bucket: int | None = None) -> int:
+    """Beat's call (no bucket) fans out one job per index bucket; a job drains its bucket."""
+    if bucket is None:
+        return self.svc.broker.fan_out(jobs.DRAIN, self.svc.buckets)
+    return notifications.drain_dirty(self.svc, [bucket])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery.utils.log import get_task_logger
 
-from devcmd import broker, errors
+from devcmd import errors, jobs
 from devcmd.domain import revocations
 from workers import app
 from workers.base import DevcmdTask
@@ -12,7 +12,7 @@ from workers.base import DevcmdTask
 log = get_task_logger(__name__)
 
 
-@app.task(name=broker.SWEEP, base=DevcmdTask, bind=True)
+@app.task(name=jobs.SWEEP, base=DevcmdTask, bind=True)
 def sweep(self: DevcmdTask, app_id: str, device_id: str, task_id: str) -> None:
     try:
         batch = revocations.sweep(self.svc, app_id, device_id, task_id)
@@ -24,6 +24,9 @@ def sweep(self: DevcmdTask, app_id: str, device_id: str, task_id: str) -> None:
         self.svc.broker.sweep(app_id, device_id, task_id)
 
 
-@app.task(name=broker.RESUME, base=DevcmdTask, bind=True)
-def resume_stalled(self: DevcmdTask) -> int:
-    return revocations.resume_stalled(self.svc)
+@app.task(name=jobs.RESUME, base=DevcmdTask, bind=True)
+def resume_stalled(self: DevcmdTask, bucket: int | None = None) -> int:
+    """Beat's call (no bucket) fans out one job per index bucket; a job resumes its bucket."""
+    if bucket is None:
+        return self.svc.broker.fan_out(jobs.RESUME, self.svc.buckets)
+    return revocations.resume_stalled(self.svc, [bucket])

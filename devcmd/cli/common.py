@@ -21,6 +21,7 @@ from redis import RedisError
 from devcmd import errors, lifecycle
 from devcmd.config import Config
 from devcmd.embedded import RedisServer
+from devcmd.embedded_cluster import EmbeddedCluster
 from devcmd.services import Services
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def redis_url(config: Config, supervise: bool = False) -> Iterator[str]:
         return
     stopping = threading.Event()
     try:
-        _start_shielded(server)
+        start_shielded(server)
         if supervise:
             threading.Thread(
                 target=_keep_up, args=(server, stopping), name="redis-supervisor", daemon=True
@@ -70,12 +71,12 @@ def _keep_up(server: RedisServer, stopping: threading.Event) -> None:
             err=True,
         )
         try:
-            _start_shielded(server)
+            start_shielded(server)
         except click.ClickException as exc:
             log.error("%s; trying again", exc.message)
 
 
-def _start_shielded(server: RedisServer) -> None:
+def start_shielded(server: RedisServer | EmbeddedCluster) -> None:
     """Start `server` with SIGINT blocked, so a Ctrl-C in the terminal does not stop it.
 
     Ctrl-C signals the whole foreground process group, Redis included. Redis must outlive the

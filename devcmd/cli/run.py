@@ -17,10 +17,12 @@ import click
 import honcho.manager
 import honcho.process
 
-from devcmd import lifecycle
-from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
-from devcmd.cli.common import redis_url, safe_url
+from devcmd import connections, lifecycle
+from devcmd.cli.common import redis_url, safe_url, start_shielded
 from devcmd.config import Config
+from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded_cluster import EmbeddedCluster
+from devcmd.jobs import QUEUE_CALLBACKS, QUEUE_REVOCATIONS
 
 # honcho SIGKILLs the children still running this many seconds after WORKER_STOP_TIMEOUT (when a
 # worker ends by itself after SIGTERM, see workers.lifecycle). honcho's default of 5 s is shorter
@@ -83,6 +85,8 @@ def build_manager(config: Config, metrics_dir: Path | None = None) -> honcho.man
     when given) exported to it."""
     honcho.manager.KILL_WAIT = config.worker_stop_timeout + KILL_MARGIN
     env = {**os.environ, "REDIS_URL": config.redis_url or ""}
+    if config.celery_broker_url:
+        env["CELERY_BROKER_URL"] = config.celery_broker_url
     if metrics_dir:
         # One directory for web and workers: the web's /metrics also counts the workers' work.
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
@@ -102,8 +106,16 @@ def build_manager(config: Config, metrics_dir: Path | None = None) -> honcho.man
 
 
 @click.command()
+@click.option(
+    "--redis-cluster",
+    "masters",
+    type=click.IntRange(min=1),
+    help="Start a local Redis Cluster of this many masters (and a separate broker Redis) "
+    "instead of one embedded Redis: a try-out of the cluster set-up; its data is removed "
+    "when devcmd run ends.",
+)
 @click.pass_context
-def run(ctx: click.Context) -> None:
+def run(ctx: click.Context, masters: int | None) -> None:
     """Run web, the two workers and beat with interleaved logs until Ctrl-C.
 
     Callbacks to private and loopback addresses are allowed (CALLBACK_ALLOW_PRIVATE=true) unless
@@ -119,8 +131,17 @@ def run(ctx: click.Context) -> None:
     config: Config = ctx.obj
     home = config.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    with redis_url(config, supervise=True) as url, metrics_directory(config, home) as metrics_dir:
-        manager = build_manager(config.with_(redis_url=url, home=home), metrics_dir)
+    if masters and config.redis_url:
+        raise click.UsageError("--redis-cluster starts its own cluster: unset REDIS_URL")
+    try:
+        connections.check(config)
+    except connections.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stores = local_cluster(home, masters) if masters else redis_url(config, supervise=True)
+    with stores as urls, metrics_directory(config, home) as metrics_dir:
+        url, broker = (urls, config.celery_broker_url) if isinstance(urls, str) else urls
+        settings = config.with_(redis_url=url, celery_broker_url=broker, home=home)
+        manager = build_manager(settings, metrics_dir)
         click.echo(
             f"devcmd: serving http://{config.host}:{config.port} (Redis {safe_url(url)}); "
             "create an application with `devcmd apps create`"
@@ -142,6 +163,28 @@ class DiesWithRun(honcho.process.Process):
             honcho.process.Popen, preexec_fn=lifecycle.die_with_parent
         )
         super().run(events, ignore_signals)
+
+
+@contextmanager
+def local_cluster(home: Path, masters: int) -> Iterator[tuple[str, str]]:
+    """A fresh local Redis Cluster of `masters` masters and a broker Redis beside it (Celery
+    cannot use a cluster), under `home`; yields (REDIS_URL, CELERY_BROKER_URL) and removes
+    both when the block ends."""
+    directory = Path(tempfile.mkdtemp(prefix="cluster-", dir=home))
+    cluster = EmbeddedCluster(directory / "cluster", masters)
+    broker = RedisServer(directory / "broker", free_port())
+    try:
+        for server in (broker, cluster):
+            start_shielded(server)  # Ctrl-C must not stop them before the workers
+        click.echo(
+            f"devcmd: local Redis Cluster of {masters} masters at {cluster.url}, "
+            f"broker at {broker.url}"
+        )
+        yield cluster.url, broker.url
+    finally:
+        cluster.stop()
+        broker.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextmanager

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 
 from redis import Redis, RedisError
+from redis.cluster import RedisCluster
 
-from devcmd.broker import queue_depths, queue_limits
 from devcmd.clock import now_ms
+from devcmd.jobs import queue_depths, queue_limits
 from devcmd.services import Services
 
 NOT_READ = "the broker is not a plain Redis URL (e.g. Sentinel): not read"
@@ -19,7 +20,7 @@ def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
     REDIS_MEMORY_READY_LIMIT of maxmemory), the broker answers, a worker has beaten within
     WORKER_HEARTBEAT_TTL, and every queue is under its limit. Returns (all passed, {check:
     {"ok": ..., detail}}); never raises for an unreachable server, which is a failed check."""
-    checks = {"redis": _guarded(lambda: _writable(svc))}
+    checks = {"redis": _guarded(lambda: _check_store(svc))}
     if svc.broker_redis is svc.redis:
         checks["broker"] = {**checks["redis"], "sameAsRedis": True}
     elif svc.broker_redis is None:
@@ -63,8 +64,18 @@ def _guarded(check: Callable[[], dict]) -> dict:
 
 def redis_state(svc: Services) -> dict[str, int | str] | None:
     """The data store's memory use and limit, loading flag and role (HealthStore.server_state),
-    None where INFO is refused. Raises RedisError when it is unreachable."""
-    return svc.health.server_state()
+    None where INFO is refused. On a cluster: memory summed over the masters, loading if any
+    master loads, role `master` only if every one is. Raises RedisError when it is unreachable."""
+    states = [svc.health.server_state(server) for server in _masters(svc.redis).values()]
+    if not states or any(state is None for state in states):
+        return None
+    roles = {str(state["role"]) for state in states} - {"master"}
+    return {
+        "used_memory": sum(int(state["used_memory"]) for state in states),
+        "maxmemory": sum(int(state["maxmemory"]) for state in states),
+        "loading": max(int(state["loading"]) for state in states),
+        "role": min(roles) if roles else "master",
+    }
 
 
 def write_trouble(state: dict[str, int | str], memory_limit: float) -> str | None:
@@ -82,11 +93,35 @@ def write_trouble(state: dict[str, int | str], memory_limit: float) -> str | Non
     return None
 
 
-def _writable(svc: Services) -> dict:
+def _masters(client: Redis | RedisCluster) -> dict[str, Redis]:
+    """The servers that take the data store's writes: each master of a cluster by
+    `host:port`, else the one server (INFO and PING answer for one server only)."""
+    if not isinstance(client, RedisCluster):
+        return {"": client}
+    return {f"{node.host}:{node.port}": node.redis_connection for node in client.get_primaries()}
+
+
+def _check_store(svc: Services) -> dict:
+    """One server's write check; on a cluster, each master's, by `host:port` (the check fails
+    when any master does not answer or cannot take writes)."""
+    if not isinstance(svc.redis, RedisCluster):
+        return _writable(svc, svc.redis)
+    masters = {
+        address: _guarded(lambda server=server: _writable(svc, server))
+        for address, server in _masters(svc.redis).items()
+    }
+    answered = [check["latencyMs"] for check in masters.values() if "latencyMs" in check]
+    check = {"ok": all(check["ok"] for check in masters.values()), "masters": masters}
+    # The slowest master's latency, when all answered: what the checks after this one need.
+    return check | ({"latencyMs": max(answered)} if len(answered) == len(masters) else {})
+
+
+def _writable(svc: Services, server: Redis) -> dict:
+    """Whether `server` (the data store, or one master of a cluster) can take writes now."""
     started = time.perf_counter()
-    state = redis_state(svc)
+    state = svc.health.server_state(server)
     if state is None:
-        return _ping(svc.redis) | {"memory": "not read: the server refuses INFO"}
+        return _ping(server) | {"memory": "not read: the server refuses INFO"}
     detail = {
         "latencyMs": round((time.perf_counter() - started) * 1000, 2),
         "usedMemory": state["used_memory"],

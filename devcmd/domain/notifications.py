@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 
 from devcmd.clock import now_ms
 from devcmd.domain import commands
@@ -92,9 +93,14 @@ def lease_until(svc: Services) -> int:
     return now_ms() + int(svc.config.callback_lease_seconds * 1000)
 
 
-def retry_due(svc: Services) -> int:
-    """Hand notifications whose retry (or lease) is due to delivery tasks; returns how many."""
-    claimed = svc.notifications.claim_due(now_ms(), RETRY_CLAIM, lease_until(svc))
+def retry_due(svc: Services, buckets: Iterable[int] | None = None) -> int:
+    """Hand notifications whose retry (or lease) is due to delivery tasks, at most RETRY_CLAIM
+    per index bucket (default: every bucket); returns how many."""
+    claimed = [
+        ref
+        for bucket in (svc.buckets if buckets is None else buckets)
+        for ref in svc.notifications.claim_due(bucket, now_ms(), RETRY_CLAIM, lease_until(svc))
+    ]
     by_device: dict[tuple[str, str], list[list[str]]] = defaultdict(list)
     for app_id, device_id, notification_id in claimed:
         by_device[app_id, device_id].append([app_id, device_id, notification_id])
@@ -132,9 +138,14 @@ def history(svc: Services, app_id: str, command_id: str) -> list[dict]:
     return [r for r in svc.notifications.load(app_id, command["deviceId"], ids) if r]
 
 
-def drain_dirty(svc: Services) -> int:
-    """Enqueue a flush for every device whose outbox may hold events (beat's safety net)."""
-    dirty = svc.outbox.dirty()
+def drain_dirty(svc: Services, buckets: Iterable[int] | None = None) -> int:
+    """Enqueue a flush for every device whose outbox may hold events (beat's safety net), at
+    most 1000 per index bucket (default: every bucket)."""
+    dirty = [
+        pair
+        for bucket in (svc.buckets if buckets is None else buckets)
+        for pair in svc.outbox.dirty(bucket)
+    ]
     for app_id, device_id in dirty:
         svc.broker.flush(app_id, device_id)
     return len(dirty)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 
 from devcmd import errors, faults, metrics
 from devcmd.clock import now_ms
@@ -155,14 +156,19 @@ def _matches(task: dict, filters: dict) -> bool:
     )
 
 
-def resume_stalled(svc: Services) -> int:
+def resume_stalled(svc: Services, buckets: Iterable[int] | None = None) -> int:
     """Re-enqueue sweeps of unfinished tasks with no progress for `stall_seconds`.
 
     Covers a message lost between broker pop and ack, or a create call that died after
-    opening its task but before enqueueing it. Returns how many were re-enqueued.
+    opening its task but before enqueueing it. Looks at the given index buckets (default:
+    all), at most 500 tasks each. Returns how many were re-enqueued.
     """
     now = now_ms()
-    stalled = svc.revocations.stalled(now - svc.config.stall_seconds * 1000)
+    stalled = [
+        task
+        for bucket in (svc.buckets if buckets is None else buckets)
+        for task in svc.revocations.stalled(bucket, now - svc.config.stall_seconds * 1000)
+    ]
     for app_id, device_id, task_id in stalled:
         svc.revocations.touch(app_id, device_id, task_id, now)
         svc.broker.sweep(app_id, device_id, task_id)

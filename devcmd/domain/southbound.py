@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 
 from devcmd import errors, faults
 from devcmd.clock import now_ms
@@ -55,15 +56,18 @@ def finish(svc: Services, app_id: str, device_id: str, command_id: str, code: st
     _flush(svc, app_id, device_id)
 
 
-def tick(svc: Services) -> int:
-    """Run every due device timer (bounded per call); returns how many devices were looked at."""
-    now = now_ms()
-    due = svc.southbound.timers.due(now, svc.config.timer_batch)
-    for app_id, device_id in due:
-        result = svc.southbound.tick(app_id, device_id, now, svc.config.timer_batch)
-        if result.expired or result.timed_out:
-            _notify(svc, app_id, device_id)
-    return len(due)
+def tick(svc: Services, buckets: Iterable[int] | None = None) -> int:
+    """Run the due device timers of the given index buckets (default: all), at most
+    TIMER_BATCH devices per bucket; returns how many devices were looked at."""
+    now, looked = now_ms(), 0
+    for bucket in svc.buckets if buckets is None else buckets:
+        due = svc.southbound.timers.due(bucket, now, svc.config.timer_batch)
+        for app_id, device_id in due:
+            result = svc.southbound.tick(app_id, device_id, now, svc.config.timer_batch)
+            if result.expired or result.timed_out:
+                _notify(svc, app_id, device_id)
+        looked += len(due)
+    return looked
 
 
 def _notify(svc: Services, app_id: str, device_id: str) -> None:

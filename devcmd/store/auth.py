@@ -62,10 +62,11 @@ class AppStore:
         # Refused (e.g. out of memory) after the claim: drop the claim, or the appId would stay
         # taken by a record without a secret.
         with faults.undone_if_refused(partial(self.redis.delete, keys.app(app_id))):
-            pipe = self.redis.pipeline()
-            pipe.hset(keys.app(app_id), mapping=record)
-            pipe.sadd(keys.apps(), app_id)
-            pipe.execute()
+            # Two slots, so two steps: the record, then the list. A crash in between leaves an
+            # application that works but is not listed; no caller got its credentials (the
+            # create did not answer), so nothing it was told is wrong.
+            self.redis.hset(keys.app(app_id), mapping=record)
+            self.redis.sadd(keys.apps(), app_id)
         return True
 
     def get(self, app_id: str) -> dict[str, str] | None:
@@ -83,6 +84,8 @@ class AppStore:
         """Mark the application deleted: its secret hash goes, its appId stays taken for good
         (a new application under the same id would inherit its records), and it leaves the list.
         """
+        # Not one transaction (the list is in another slot). The secret goes first: from then
+        # on the application can no longer log in, whatever step a crash stops at.
         pipe = self.redis.pipeline(transaction=False)
         pipe.hdel(keys.app(app_id), "secretHash")
         pipe.hset(keys.app(app_id), mapping={"deleted": "1", "deleteTime": str(now)})
@@ -151,13 +154,22 @@ class TokenStore:
         longest token just issued.
         """
         now, index = now_ms(), keys.app_tokens(app_id)
-        pipe = self.redis.pipeline()
-        for kind, (token, ttl) in (("access", access), ("refresh", refresh)):
-            hashed = digest(token)
-            pipe.set(self.KINDS[kind](hashed), app_id, ex=ttl)
-            pipe.zadd(index, {f"{kind}:{hashed}": now + ttl * 1000})
+        hashed = {
+            kind: digest(token) for kind, (token, _) in (("access", access), ("refresh", refresh))
+        }
+        # Each token key has its own slot, so the index (the application's slot) is written
+        # first, in its own transaction, then the tokens: a crash in between leaves index
+        # entries of tokens that never existed, which `revoke_all` deletes harmlessly; a live
+        # token missing from the index (which revocation could not find) cannot happen.
+        pipe = self.redis.pipeline(transaction=True)
+        for kind, (_, ttl) in (("access", access), ("refresh", refresh)):
+            pipe.zadd(index, {f"{kind}:{hashed[kind]}": now + ttl * 1000})
         pipe.zremrangebyscore(index, "-inf", now)
         pipe.expire(index, max(access[1], refresh[1]))
+        pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, (_, ttl) in (("access", access), ("refresh", refresh)):
+            pipe.set(self.KINDS[kind](hashed[kind]), app_id, ex=ttl)
         pipe.execute()
 
     def access_app(self, token: str) -> str | None:

@@ -14,24 +14,26 @@ from redis.client import Pipeline
 
 from devcmd import errors, faults
 from devcmd.store import keys
-from devcmd.store.scripts import Scripts
+from devcmd.store.scripts import Scripts, slot_client
 from devcmd.store.southbound import TimerIndex
 
 PIPELINE_CHUNK = 1000  # commands per round trip when a status filter fans out over devices
 
 
 class CommandStore:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
         self.redis = redis
         self.scripts = scripts
-        self.timers = TimerIndex(redis)
+        self.timers = TimerIndex(redis, buckets)
 
     def create(self, record: dict, due_ms: int, max_pending: int) -> bool:
         """Queue a command; False if a command with its id exists already (nothing changed).
         Raises DeviceNotFound, PendingLimitReached.
 
-        The application-level indexes are written first: if the script then refuses, they are
-        removed; if the process dies in between, readers skip the dangling entry.
+        Three slots, in this order: the application-level indexes (one transaction), the timer
+        index, then the device's script. If the script then refuses, the indexes are removed;
+        if the process dies in between, readers skip the dangling entry (no record behind it)
+        and the timer tick finds nothing due on the device.
         """
         app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
         now = record["creationTime"]
@@ -73,7 +75,7 @@ class CommandStore:
 
     def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> bool:
         """Index the command in its application; False if it was indexed already."""
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=True)  # all three in the application's slot
         pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
         # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
         pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
@@ -81,7 +83,8 @@ class CommandStore:
         return bool(pipe.execute()[1])
 
     def _unindex(self, app_id: str, command_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)  # no MULTI: refused when full
+        # No MULTI: refused when full. Both keys are in the application's slot.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hdel(keys.app_command_devices(app_id), command_id)
         pipe.zrem(keys.app_commands(app_id), command_id)
         pipe.execute()
@@ -232,8 +235,9 @@ class CommandStore:
         start, end = window
         skip = offset if len(statuses) == 1 else 0  # one status needs no merge
         self.settle(app_id, [device_id])
-        pipe = self.redis.pipeline(transaction=True)
-        self.scripts.settle_statuses(keys=self.debt_keys(app_id, device_id), args=[0], client=pipe)
+        debt_keys = self.debt_keys(app_id, device_id)
+        pipe = slot_client(self.redis, debt_keys[0]).pipeline(transaction=True)
+        self.scripts.settle_statuses(keys=debt_keys, args=[0], client=pipe)
         for status in statuses:
             index = keys.in_status(status)(app_id, device_id)
             pipe.zcount(index, start, end)

@@ -35,11 +35,13 @@ class DeviceStore:
             raise errors.NodeIdTaken()
         if code < 0:
             raise errors.IdentityTaken(TAKEN[code])
-        pipe = self.redis.pipeline()
-        pipe.hset(keys.device(app_id, device_id), mapping=record)
-        pipe.zadd(keys.app_devices(app_id), {device_id: int(record["createTime"])})
-        pipe.hset(keys.device_owners(), device_id, app_id)
-        pipe.execute()
+        # Three slots (device, owner, application), written in this order: the record, then the
+        # owner (southbound login reads owner then record), then the application's device list.
+        # A crash before the list leaves a device whose registration never answered, so no
+        # caller knows its id; it is never listed (application deletion would skip it).
+        self.redis.hset(keys.device(app_id, device_id), mapping=record)
+        self.redis.set(keys.device_owner(device_id), app_id)
+        self.redis.zadd(keys.app_devices(app_id), {device_id: int(record["createTime"])})
 
     def ids(self, app_id: str) -> list[str]:
         """The application's live devices, oldest first."""
@@ -52,7 +54,7 @@ class DeviceStore:
         deleted device is refused by its record (`get`), which is always read."""
         found = self._owners.get(device_id)
         if found is None:
-            found = self.redis.hget(keys.device_owners(), device_id)
+            found = self.redis.get(keys.device_owner(device_id))
             if found is not None:
                 if len(self._owners) >= OWNER_CACHE_SIZE:
                     self._owners.clear()  # bounded; a miss costs one round trip
@@ -88,7 +90,10 @@ class DeviceStore:
 
     def unindex(self, app_id: str, device_id: str, record: dict[str, str]) -> None:
         """Forget a deleted device in the application's indexes (its commands stay queryable)."""
-        pipe = self.redis.pipeline()
+        # The application's indexes are one slot and one transaction; the owner key is dropped
+        # after them. Either order is safe: the device record says deleted already, so a
+        # southbound login fails whether or not the owner key is still there.
+        pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(keys.app_nodes(app_id), record["nodeId"])
         if record.get("assetId"):
             pipe.hdel(keys.app_assets(app_id), record["assetId"])
@@ -96,5 +101,5 @@ class DeviceStore:
             member = keys.device_key_member(record["productKey"], record["deviceKey"])
             pipe.hdel(keys.app_device_keys(app_id), member)
         pipe.zrem(keys.app_devices(app_id), device_id)
-        pipe.hdel(keys.device_owners(), device_id)
         pipe.execute()
+        self.redis.delete(keys.device_owner(device_id))

@@ -9,8 +9,9 @@ from devcmd.store import keys
 
 
 class HealthStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, buckets: int) -> None:
         self.redis = redis
+        self.buckets = buckets
 
     def beat(self, hostname: str, now: int) -> None:
         """Record that the worker `hostname` is alive at `now` (ms)."""
@@ -24,30 +25,33 @@ class HealthStore:
         return self.redis.zcount(keys.workers(), since, "+inf")
 
     def backlog(self) -> dict[str, int]:
-        """Sizes of the global indexes, each O(1) to read: unfinished revocation tasks,
-        notifications waiting for an attempt or given up, device outboxes to drain and devices
-        with a pending timer."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(keys.active_tasks())
-        pipe.zcard(keys.notifications_due())
-        pipe.zcard(keys.notifications_failed())
-        pipe.scard(keys.dirty_outboxes())
-        pipe.zcard(keys.timers())
-        names = (
-            "tasks_active",
-            "notifications_due",
-            "notifications_failed",
-            "outboxes_dirty",
-            "devices_with_timers",
-        )
-        return dict(zip(names, pipe.execute(), strict=True))
+        """Sizes of the global indexes, summed over their buckets, each O(1) to read:
+        unfinished revocation tasks, notifications waiting for an attempt or given up, device
+        outboxes to drain and devices with a pending timer."""
+        sizes = {
+            "tasks_active": ("zcard", keys.active_tasks),
+            "notifications_due": ("zcard", keys.notifications_due),
+            "notifications_failed": ("zcard", keys.notifications_failed),
+            "outboxes_dirty": ("scard", keys.dirty_outboxes),
+            "devices_with_timers": ("zcard", keys.timers),
+        }
+        pipe = self.redis.pipeline(transaction=False)  # many slots: one round trip, no MULTI
+        for command, index in sizes.values():
+            for number in range(self.buckets):
+                getattr(pipe, command)(index(number))
+        replies = pipe.execute()
+        return {
+            name: sum(replies[i * self.buckets : (i + 1) * self.buckets])
+            for i, name in enumerate(sizes)
+        }
 
-    def server_state(self) -> dict[str, int | str] | None:
+    def server_state(self, server: Redis | None = None) -> dict[str, int | str] | None:
         """What decides whether the server can take writes, in one round trip (INFO answers
         even while the server loads its data): `used_memory`, `maxmemory` (0: no limit),
         `loading` (1 while loading), `role` (`master`, or `slave` for a read-only replica).
-        None where INFO is refused (an ACL user without it, a server that lacks it)."""
-        pipe = self.redis.pipeline(transaction=False)
+        `server` is one node of a cluster (INFO is per server); by default this store's one
+        server. None where INFO is refused (an ACL user without it, a server that lacks it)."""
+        pipe = (server or self.redis).pipeline(transaction=False)
         for section in ("memory", "persistence", "replication"):
             pipe.info(section)
         try:

@@ -2,13 +2,28 @@
 
 Keys of one device share the hash tag `{appId:deviceId}` and keys of one application the tag
 `{appId}`, so every Lua script touches a single slot and the store can move to Redis Cluster.
+The global indexes (timers, dirty outboxes, active tasks, due and failed notifications) are
+each split into INDEX_BUCKETS buckets, bucket `n` under the hash tag `{bn}`, and a device's
+entries always go to bucket `bucket(deviceId)`: the indexes spread over every master.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 PREFIX = "dc"
+LAYOUT_VERSION = 2  # 1: one key per global index and a `dc:device-owners` hash
+
+
+def bucket(device_id: str, buckets: int) -> int:
+    """The global-index bucket of a device: a pure function of its id."""
+    return zlib.crc32(device_id.encode()) % buckets
+
+
+def layout() -> str:
+    """String `<LAYOUT_VERSION>/<INDEX_BUCKETS>`: the key layout this store was written with."""
+    return f"{PREFIX}:layout"
 
 
 def app(app_id: str) -> str:
@@ -167,14 +182,16 @@ def retransmit(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "retransmit")
 
 
-def device_owners() -> str:
-    """Hash deviceId -> appId: devices authenticate with their own id alone (southbound)."""
-    return f"{PREFIX}:device-owners"
+def device_owner(device_id: str) -> str:
+    """String: the appId owning a device (devices authenticate with their own id alone). One key
+    per device, so these lookups spread over every master of a cluster."""
+    return f"{PREFIX}:owner:{{{device_id}}}"
 
 
-def timers() -> str:
-    """Zset `appId/deviceId` -> the earliest expiry or ack due time of that device's commands."""
-    return f"{PREFIX}:timers"
+def timers(number: int) -> str:
+    """Zset `appId/deviceId` -> the earliest expiry or ack due time of that device's commands
+    (one bucket)."""
+    return f"{PREFIX}:{{b{number}}}:timers"
 
 
 def task(app_id: str, device_id: str, task_id: str) -> str:
@@ -196,14 +213,15 @@ def outbox_lock(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "outbox-lock")
 
 
-def dirty_outboxes() -> str:
-    """Set of `appId/deviceId` whose outbox may hold events (beat drains them)."""
-    return f"{PREFIX}:outboxes"
+def dirty_outboxes(number: int) -> str:
+    """Set of `appId/deviceId` whose outbox may hold events (beat drains them; one bucket)."""
+    return f"{PREFIX}:{{b{number}}}:outboxes"
 
 
-def active_tasks() -> str:
-    """Zset `appId/deviceId/taskId` -> last progress ms, for tasks not yet finished."""
-    return f"{PREFIX}:tasks:active"
+def active_tasks(number: int) -> str:
+    """Zset `appId/deviceId/taskId` -> last progress ms, for tasks not yet finished (one
+    bucket)."""
+    return f"{PREFIX}:{{b{number}}}:tasks:active"
 
 
 def workers() -> str:
@@ -216,14 +234,16 @@ def notifications(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "notifications")
 
 
-def notifications_due() -> str:
-    """Zset `appId/deviceId/notificationId` -> when its next delivery attempt is due (ms)."""
-    return f"{PREFIX}:notifications:due"
+def notifications_due(number: int) -> str:
+    """Zset `appId/deviceId/notificationId` -> when its next delivery attempt is due (ms; one
+    bucket)."""
+    return f"{PREFIX}:{{b{number}}}:notifications:due"
 
 
-def notifications_failed() -> str:
-    """Zset `appId/deviceId/notificationId` -> when it was given up (ms), for re-sending."""
-    return f"{PREFIX}:notifications:failed"
+def notifications_failed(number: int) -> str:
+    """Zset `appId/deviceId/notificationId` -> when it was given up (ms), for re-sending (one
+    bucket)."""
+    return f"{PREFIX}:{{b{number}}}:notifications:failed"
 
 
 def receiver(url_origin: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -47,16 +49,20 @@ class Event:
 
 
 class OutboxStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, buckets: int) -> None:
         self.redis = redis
+        self.buckets = buckets
+
+    def _dirty_key(self, device_id: str) -> str:
+        return keys.dirty_outboxes(keys.bucket(device_id, self.buckets))
 
     def mark_dirty(self, app_id: str, device_id: str) -> None:
-        self.redis.sadd(keys.dirty_outboxes(), f"{app_id}/{device_id}")
+        self.redis.sadd(self._dirty_key(device_id), f"{app_id}/{device_id}")
 
-    def dirty(self, limit: int = 1000) -> list[tuple[str, str]]:
-        return [
-            tuple(m.split("/", 1)) for m in self.redis.srandmember(keys.dirty_outboxes(), limit)
-        ]
+    def dirty(self, bucket: int, limit: int = 1000) -> list[tuple[str, str]]:
+        """Up to `limit` devices of one bucket whose outbox may hold events."""
+        members = self.redis.srandmember(keys.dirty_outboxes(bucket), limit)
+        return [tuple(m.split("/", 1)) for m in members]
 
     def lock(self, app_id: str, device_id: str, ttl_ms: int) -> str | None:
         """Take the device's drain lock; returns its token, or None if someone holds it."""
@@ -77,12 +83,12 @@ class OutboxStore:
     def drop(self, app_id: str, device_id: str, count: int) -> int:
         """Remove the first `count` events (handed over); returns how many remain."""
         key = keys.outbox(app_id, device_id)
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=True)  # one slot: the device's
         pipe.ltrim(key, count, -1)
         pipe.llen(key)
         remaining = pipe.execute()[1]
         if remaining == 0:
-            self.redis.srem(keys.dirty_outboxes(), f"{app_id}/{device_id}")
+            self.redis.srem(self._dirty_key(device_id), f"{app_id}/{device_id}")
         return remaining
 
     def callback_urls(self, app_id: str, device_id: str, command_ids: list[str]) -> list:
@@ -100,28 +106,57 @@ class OutboxStore:
 class NotificationStore:
     """Notification records (state and attempt history), the retry schedule, receiver breakers."""
 
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
         self.redis = redis
         self.scripts = scripts
+        self.buckets = buckets
+
+    def _by_bucket(self, members: dict[str, int]) -> dict[int, dict[str, int]]:
+        """Index members (`appId/deviceId/...`) grouped by their device's bucket."""
+        grouped: dict[int, dict[str, int]] = defaultdict(dict)
+        for member, score in members.items():
+            grouped[keys.bucket(member.split("/", 2)[1], self.buckets)][member] = score
+        return grouped
+
+    def _zadd(self, index: Callable[[int], str], members: dict[str, int], **flags) -> None:
+        """ZADD each bucket's members to its own key (one command per bucket, one round trip:
+        the buckets are different slots, so not one transaction)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for number, part in self._by_bucket(members).items():
+            pipe.zadd(index(number), part, **flags)
+        pipe.execute()
+
+    def _zrem(self, index: Callable[[int], str], refs: list[tuple[str, str, str]]) -> None:
+        members = {"/".join(ref): 0 for ref in refs}
+        pipe = self.redis.pipeline(transaction=False)
+        for number, part in self._by_bucket(members).items():
+            pipe.zrem(index(number), *part)
+        pipe.execute()
 
     def create(self, records: list[dict], lease_until: int) -> list[dict]:
-        """Store new records, each leased on the due set until `lease_until` (ms) in the same
-        transaction; returns those that did not exist yet.
+        """Store new records, each leased on the due set until `lease_until` (ms); returns those
+        that did not exist yet.
 
         The lease is what makes delivery survive a crash: a record whose delivery task dies (or
         is never enqueued) falls due when the lease ends and `retry_due` sends it. A re-drained
         record that already exists keeps its history and its place on the due set (NX); if it
         was settled meanwhile, the delivery that finds it so drops it from the set.
+
+        The due set and the records are in different slots, so the lease is written first and
+        the records after it (each device's in its own slot): a crash in between leaves due
+        references with no record, which delivery settles; a record never leased (that nothing
+        would ever send) cannot happen.
         """
-        pipe = self.redis.pipeline(transaction=True)
+        if not records:
+            return []
+        members = {_due_member(r): lease_until for r in records}
+        self._zadd(keys.notifications_due, members, nx=True)
+        pipe = self.redis.pipeline(transaction=False)
         for record in records:
             key = keys.notifications(record["appId"], record["deviceId"])
             pipe.hsetnx(key, record["id"], orjson.dumps(record))
-        if records:
-            members = {_due_member(r): lease_until for r in records}
-            pipe.zadd(keys.notifications_due(), members, nx=True)
-        replies = pipe.execute() if records else []
-        return [record for record, new in zip(records, replies, strict=False) if new]
+        replies = pipe.execute()
+        return [record for record, new in zip(records, replies, strict=True) if new]
 
     def save(self, records: list[dict]) -> None:
         """Write records (keyed by their `id`) of possibly several devices in one round trip."""
@@ -138,30 +173,40 @@ class NotificationStore:
     def settle(self, refs: list[tuple[str, str, str]]) -> None:
         """Take notifications that need no further attempt off the due set."""
         if refs:
-            self.redis.zrem(keys.notifications_due(), *("/".join(ref) for ref in refs))
+            self._zrem(keys.notifications_due, refs)
 
     def schedule(self, records: list[dict], due_ms: dict[str, int]) -> None:
         """Put notifications on the retry schedule at their due times (ms by id)."""
         members = {_due_member(r): due_ms[r["id"]] for r in records}
         if members:
-            self.redis.zadd(keys.notifications_due(), members)
+            self._zadd(keys.notifications_due, members)
 
     def mark_failed(self, records: list[dict], now: int) -> None:
         if records:
-            self.redis.zadd(keys.notifications_failed(), {_due_member(r): now for r in records})
+            self._zadd(keys.notifications_failed, {_due_member(r): now for r in records})
 
     def failed_since(self, since_ms: int, limit: int) -> list[tuple[str, str, str]]:
-        members = self.redis.zrangebyscore(keys.notifications_failed(), since_ms, "+inf", 0, limit)
-        return [tuple(m.split("/", 2)) for m in members]
+        """Up to `limit` notifications given up since `since_ms`, bucket after bucket."""
+        found: list[tuple[str, str, str]] = []
+        for number in range(self.buckets):
+            if len(found) >= limit:
+                break
+            index = keys.notifications_failed(number)
+            members = self.redis.zrangebyscore(index, since_ms, "+inf", 0, limit - len(found))
+            found += [tuple(m.split("/", 2)) for m in members]
+        return found
 
     def unmark_failed(self, refs: list[tuple[str, str, str]]) -> None:
         if refs:
-            self.redis.zrem(keys.notifications_failed(), *("/".join(ref) for ref in refs))
+            self._zrem(keys.notifications_failed, refs)
 
-    def claim_due(self, now: int, limit: int, lease_until: int) -> list[tuple[str, str, str]]:
-        """Claim due notifications, each by exactly one caller, leased until `lease_until`."""
+    def claim_due(
+        self, bucket: int, now: int, limit: int, lease_until: int
+    ) -> list[tuple[str, str, str]]:
+        """Claim due notifications of one bucket, each by exactly one caller, leased until
+        `lease_until`."""
         claimed = self.scripts.claim_due(
-            keys=[keys.notifications_due()], args=[now, limit, lease_until]
+            keys=[keys.notifications_due(bucket)], args=[now, limit, lease_until]
         )
         return [tuple(m.split("/", 2)) for m in claimed]
 

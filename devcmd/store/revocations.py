@@ -6,13 +6,19 @@ from dataclasses import dataclass
 from functools import partial
 
 import orjson
-from redis import Redis
+from redis import Redis, RedisError
 
 from devcmd import errors, faults
 from devcmd.store import keys
-from devcmd.store.scripts import Scripts
+from devcmd.store.scripts import Scripts, slot_client
 
 TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
+
+
+class NotReplicated(RedisError):
+    """Fewer replicas than REDIS_MIN_REPLICAS_ACK confirmed a write in time: the caller must
+    not be told it succeeded (the storage error answer; a retry with the same Idempotency-Key
+    is safe)."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,24 @@ def active_member(app_id: str, device_id: str, task_id: str) -> str:
 
 
 class RevocationStore:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        buckets: int,
+        *,
+        min_replicas_ack: int = 0,
+        replica_ack_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = redis
         self.scripts = scripts
+        self.buckets = buckets
+        self.min_replicas_ack = min_replicas_ack
+        self.replica_ack_timeout_ms = replica_ack_timeout_ms
+
+    def _active(self, device_id: str) -> str:
+        """The active-task index bucket of a device."""
+        return keys.active_tasks(keys.bucket(device_id, self.buckets))
 
     def open(
         self,
@@ -62,22 +83,26 @@ class RevocationStore:
         `limit` > 0 refuses a scope larger than that. Raises DeviceNotFound or ScopeTooLarge.
         """
         member = active_member(app_id, device_id, task_id)
-        pipe = self.redis.pipeline()
-        pipe.zadd(keys.active_tasks(), {member: now})
+        # Three slots, in this order: the active index (so a crash after the script still leaves
+        # the task found by the stalled-task job and finished), the application's task index
+        # (one transaction), then the script. A crash before the script leaves index entries
+        # with no task behind them: readers skip them and the stalled job drops the active one.
+        self.redis.zadd(self._active(device_id), {member: now})
         if listed and not internal:
+            pipe = self.redis.pipeline(transaction=True)
             pipe.zadd(keys.app_tasks(app_id), {task_id: now})
             pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
-        pipe.execute()
+            pipe.execute()
         with faults.undone_if_refused(partial(self._unindex, app_id, device_id, task_id)):
-            reply = self.scripts.open_task(
-                keys=[
+            reply = self._open_task_durably(
+                [
                     keys.device(app_id, device_id),
                     keys.pending(app_id, device_id),
                     keys.task(app_id, device_id, task_id),
                     keys.device_tasks(app_id, device_id),
                     keys.documents(app_id, device_id),
                 ],
-                args=[
+                [
                     task_id,
                     now,
                     cap,
@@ -96,12 +121,39 @@ class RevocationStore:
         scoped = [orjson.loads(document) | {"status": "PENDING"} for document in reply[2:]]
         return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
 
+    def _open_task_durably(self, script_keys: list[str], args: list) -> list:
+        """Run `open_task.lua`; with REDIS_MIN_REPLICAS_ACK > 0, also WAIT until that many
+        replicas of the device's master have it (the fence included) before anyone is told.
+
+        WAIT counts what replicas acknowledged of the writes of its own connection, so the
+        script and the WAIT go down one connection to the node that owns the device's slot, in
+        one pipeline. Without it a master that dies right after the 201 may take the fence
+        with it: its promoted replica would then hand the task's commands to the device.
+        Raises NotReplicated (a RedisError) when fewer replicas answered in time.
+        """
+        if self.min_replicas_ack <= 0:
+            return self.scripts.open_task(keys=script_keys, args=args)
+        pipe = slot_client(self.redis, script_keys[0]).pipeline(transaction=False)
+        self.scripts.open_task(keys=script_keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.min_replicas_ack, self.replica_ack_timeout_ms)
+        reply, acked = pipe.execute()
+        if int(acked) < self.min_replicas_ack:
+            raise NotReplicated(
+                f"{acked} of {self.min_replicas_ack} replicas acknowledged the task in "
+                f"{self.replica_ack_timeout_ms} ms (REDIS_MIN_REPLICAS_ACK)"
+            )
+        return reply
+
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)  # no MULTI: refused when full
-        pipe.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
+        # The application's index first, then the active index: the reverse of `open`, so a
+        # crash in between leaves at most an active entry without a task, which the
+        # stalled-task job drops. No MULTI (both keys in the application's slot): a MULTI is
+        # refused when the store is full, and this undo must still run then.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.zrem(keys.app_tasks(app_id), task_id)
         pipe.hdel(keys.app_task_devices(app_id), task_id)
         pipe.execute()
+        self.redis.zrem(self._active(device_id), active_member(app_id, device_id, task_id))
 
     def sweep_batch(
         self, app_id: str, device_id: str, task_id: str, now: int, size: int, *, with_ids=False
@@ -123,15 +175,15 @@ class RevocationStore:
             args=[now, size, "1" if with_ids else "0"],
         )
         if reply[0] == -1:
-            self.redis.zrem(keys.active_tasks(), active_member(app_id, device_id, task_id))
+            self.redis.zrem(self._active(device_id), active_member(app_id, device_id, task_id))
             raise errors.TaskNotFound()
         state, cancelled_now, status, cancelled, total, *ids = reply
         done = state != 1
         member = active_member(app_id, device_id, task_id)
         if done:
-            self.redis.zrem(keys.active_tasks(), member)
+            self.redis.zrem(self._active(device_id), member)
         else:
-            self.redis.zadd(keys.active_tasks(), {member: now})
+            self.redis.zadd(self._active(device_id), {member: now})
         return Batch(cancelled_now, status, cancelled, total, done, tuple(ids), state == 2)
 
     def device_of(self, app_id: str, task_id: str) -> str | None:
@@ -155,12 +207,14 @@ class RevocationStore:
         devices = self.redis.hmget(keys.app_task_devices(app_id), ids) if ids else []
         return [(dev, tid) for dev, tid in zip(devices, ids, strict=True) if dev]
 
-    def stalled(self, older_than_ms: int, limit: int = 500) -> list[tuple[str, str, str]]:
-        """Unfinished tasks whose last progress is older than the given time."""
+    def stalled(
+        self, bucket: int, older_than_ms: int, limit: int = 500
+    ) -> list[tuple[str, str, str]]:
+        """Unfinished tasks of one bucket whose last progress is older than the given time."""
         members = self.redis.zrangebyscore(
-            keys.active_tasks(), 0, older_than_ms, start=0, num=limit
+            keys.active_tasks(bucket), 0, older_than_ms, start=0, num=limit
         )
         return [tuple(m.split("/", 2)) for m in members]
 
     def touch(self, app_id: str, device_id: str, task_id: str, now: int) -> None:
-        self.redis.zadd(keys.active_tasks(), {active_member(app_id, device_id, task_id): now})
+        self.redis.zadd(self._active(device_id), {active_member(app_id, device_id, task_id): now})

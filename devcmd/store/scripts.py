@@ -6,6 +6,7 @@ from functools import cache
 from importlib import resources
 
 from redis import Redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 NAMES = (
@@ -30,6 +31,15 @@ NAMES = (
 @cache
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+
+
+def slot_client(redis: Redis | RedisCluster, key: str) -> Redis:
+    """The client of the one server that holds `key`: `redis` itself, or on a cluster the
+    connection of the master that owns the key's slot. A script inside a pipeline (with a
+    MULTI or a WAIT after it) must go there: a cluster pipeline refuses EVALSHA."""
+    if not isinstance(redis, RedisCluster):
+        return redis
+    return redis.get_redis_connection(redis.get_node_from_key(key))
 
 
 class Scripts:

@@ -23,10 +23,15 @@ class Tick:
 
 
 class TimerIndex:
-    """The global zset of devices with timers, scored by their earliest due time."""
+    """The global index of devices with timers, scored by their earliest due time, in
+    `buckets` zsets (a device's entry is always in `keys.bucket(deviceId)`)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, buckets: int) -> None:
         self.redis = redis
+        self.buckets = buckets
+
+    def _key(self, device_id: str) -> str:
+        return keys.timers(keys.bucket(device_id, self.buckets))
 
     def schedule(self, app_id: str, device_id: str, due_ms: int) -> None:
         """Make sure the device is looked at by `due_ms` (only ever moves its time earlier).
@@ -34,7 +39,7 @@ class TimerIndex:
         Callers schedule before and after the Lua step that creates the timer: before, so a
         crash in between cannot lose it; after, so a tick racing with the step cannot hide it.
         """
-        self.redis.zadd(keys.timers(), {f"{app_id}/{device_id}": due_ms}, lt=True)
+        self.redis.zadd(self._key(device_id), {f"{app_id}/{device_id}": due_ms}, lt=True)
 
     def forget_unknown(self, app_id: str, device_id: str) -> None:
         """Drop what a refused create scheduled for a device the application never had, so ids
@@ -42,18 +47,19 @@ class TimerIndex:
         its SENT commands still need their ack timers. (No device can appear under an id
         that was never registered, so the check and the removal need not be one step.)"""
         if not self.redis.exists(keys.device(app_id, device_id)):
-            self.redis.zrem(keys.timers(), f"{app_id}/{device_id}")
+            self.redis.zrem(self._key(device_id), f"{app_id}/{device_id}")
 
-    def due(self, now: int, limit: int) -> list[tuple[str, str]]:
-        members = self.redis.zrangebyscore(keys.timers(), "-inf", now, start=0, num=limit)
+    def due(self, bucket: int, now: int, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` devices of one bucket whose earliest timer is due by `now`."""
+        members = self.redis.zrangebyscore(keys.timers(bucket), "-inf", now, start=0, num=limit)
         return [tuple(member.split("/", 1)) for member in members]
 
     def reschedule(self, app_id: str, device_id: str, next_due: int | None) -> None:
         member = f"{app_id}/{device_id}"
         if next_due is None:
-            self.redis.zrem(keys.timers(), member)
+            self.redis.zrem(self._key(device_id), member)
         else:
-            self.redis.zadd(keys.timers(), {member: next_due})
+            self.redis.zadd(self._key(device_id), {member: next_due})
 
 
 def _transition_keys(app_id: str, device_id: str, *statuses: str) -> list[str]:
@@ -81,10 +87,10 @@ def _raise_for(reply: list) -> None:
 
 
 class SouthboundStore:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
         self.redis = redis
         self.scripts = scripts
-        self.timers = TimerIndex(redis)
+        self.timers = TimerIndex(redis, buckets)
 
     def fetch(
         self, app_id: str, device_id: str, now: int, limit: int, ack_ms: int

@@ -48,13 +48,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 @pytest.fixture
-def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> Stack:
-    """gunicorn (2 workers), one Celery worker and beat, up once `/readyz` answers 200."""
+def stack(request: pytest.FixtureRequest, redis_url: str, broker_url, tmp_path) -> Stack:
+    """gunicorn (2 workers), one Celery worker and beat, up once `/readyz` answers 200 (with a
+    separate broker when the data store is a cluster)."""
     port = free_port()
-    web = start_web(port, child_env(redis_url, tmp_path / "home"), tmp_path)
+    broker = {"celery_broker_url": broker_url} if broker_url else {}
+    web = start_web(port, child_env(redis_url, tmp_path / "home", **broker), tmp_path)
     worker_env = child_env(
         redis_url,
         tmp_path / "home",
+        **broker,
         callback_retry_schedule=CALLBACK_RETRY_SCHEDULE,
         callback_breaker_cooldown=0.3,  # the flaky receiver fails every first attempt on purpose
     )
@@ -72,9 +75,9 @@ def stack(request: pytest.FixtureRequest, redis_url: str, tmp_path) -> Stack:
 
 
 @pytest.fixture
-def application(redis_url: str) -> dict[str, str]:
+def application(redis_url: str, broker_url) -> dict[str, str]:
     """A fresh application created through the domain: {appId, secret, webhookSecret}."""
-    svc = Services.from_config(Config().with_(redis_url=redis_url))
+    svc = Services.from_config(Config().with_(redis_url=redis_url, celery_broker_url=broker_url))
     try:
         return create_application(svc, app_id=f"e2e-{secrets.token_hex(4)}", secret="e2e-secret")
     finally:

@@ -12,10 +12,11 @@ from collections import defaultdict
 import pytest
 
 from devcmd.config import Config
+from tests import backends
 from tests.e2e.oceanconnect import OceanConnect
 from tests.e2e.receiver import Delivery, Receiver
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.backends(*backends.CLUSTERED)]
 
 CALLBACK_TIMEOUT = 30.0
 SETTLE = 1.0  # seconds to keep listening after the last expected callback, to catch duplicates

@@ -229,7 +229,8 @@ def bodies(deliveries: list[Delivery]) -> list[dict]:
 def undelivered(svc: Services, app_id: str, device_id: str) -> Counter:
     """Notification records not delivered, by state and whether a retry is scheduled."""
     records = svc.redis.hgetall(keys.notifications(app_id, device_id)).values()
-    due = set(svc.redis.zrange(keys.notifications_due(), 0, -1))
+    bucket = keys.bucket(device_id, svc.config.index_buckets)
+    due = set(svc.redis.zrange(keys.notifications_due(bucket), 0, -1))
     return Counter(
         (r["state"], r["attemptCount"], f"{app_id}/{device_id}/{r['id']}" in due)
         for r in map(orjson.loads, records)

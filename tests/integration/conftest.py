@@ -10,16 +10,25 @@ from devcmd.config import Config
 from devcmd.domain import auth, devices
 from devcmd.receiver import Event, Respond, ThreadingServer, parse, wsgi_app
 from devcmd.services import Services
+from tests import slot_guard
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _slot_guard(monkeypatch):
+    """Every devcmd client of the integration suite fails a script or transaction whose keys
+    span more than one cluster slot (on a single server too)."""
+    slot_guard.install(monkeypatch)
+
+
 @pytest.fixture
-def svc(redis_url) -> Services:
+def svc(redis_url, broker_url) -> Services:
     # The receivers of these tests listen on 127.0.0.1; flow control keeps its default
     # (test_flow_control.py sets the small limit it tests).
     config = Config().with_(
         redis_url=redis_url,
+        celery_broker_url=broker_url,
         sweep_batch=7,
         callback_timeout=1.0,
         callback_allow_private=True,

@@ -21,8 +21,12 @@ pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
-def devcmd(redis_url: str, *args: str) -> subprocess.CompletedProcess:
+def devcmd(
+    redis_url: str, *args: str, broker_url: str | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "REDIS_URL": redis_url}
+    if broker_url:
+        env["CELERY_BROKER_URL"] = broker_url
     argv = [str(BIN / "devcmd"), *args]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
 

@@ -8,8 +8,8 @@ import pytest
 
 from app import create_app
 from app.flow import STORAGE_PREFIX
-from devcmd.broker import QUEUE_CALLBACKS, QUEUE_REVOCATIONS, SWEEP, queue_depths, queue_lists
 from devcmd.domain import commands
+from devcmd.jobs import QUEUE_CALLBACKS, QUEUE_REVOCATIONS, SWEEP, queue_depths, queue_lists
 
 pytestmark = pytest.mark.integration
 TASKS = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"

@@ -37,7 +37,7 @@ from devcmd.store.revocations import TERMINAL
 from tests import backends
 from tests.unit.conftest import NullBroker
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
 
 COMMANDS = int(os.environ.get("DEVCMD_CONCURRENCY_COMMANDS", "10500"))
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
@@ -57,10 +57,11 @@ EVER = 2**62  # a time after everything: "every task"
 INLINE = 7_000
 
 
-def race_config(redis_url: str) -> Config:
+def race_config(redis_url: str, broker_url: str | None = None) -> Config:
     """Small sweep batches and steps, a short ack timeout, and scopes listed in the answer."""
     return Config().with_(
         redis_url=redis_url,
+        celery_broker_url=broker_url,
         callback_allow_private=True,
         sweep_batch=50,
         sweep_step_seconds=0.05,
@@ -436,7 +437,7 @@ def check_task_status(task: dict) -> None:
 
 
 def test_processes_racing_on_one_device_keep_every_guarantee(svc, redis_url, app_id, device_id):
-    race = Race(race_config(redis_url), app_id, device_id)
+    race = Race(race_config(redis_url, svc.config.celery_broker_url), app_id, device_id)
     outcome = run_race(race)
     ended = check(svc, race, outcome)
     assert ended.total() == race.commands > 0
@@ -518,7 +519,7 @@ def test_the_checks_catch_a_broken_guarantee(
     svc, redis_url, app_id, device_id, meddle, after, complaint
 ):
     """The race's checks can fail: each forges one broken guarantee into a clean history."""
-    race = Race(race_config(redis_url), app_id, device_id)
+    race = Race(race_config(redis_url, svc.config.celery_broker_url), app_id, device_id)
     outcome = small_outcome(svc, race, meddle or (lambda *_: None))
     if after:
         check(svc, race, outcome)

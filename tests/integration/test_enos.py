@@ -14,8 +14,9 @@ from standardwebhooks.webhooks import Webhook
 from app import create_app
 from devcmd.domain import delivery, notifications, revocations, southbound
 from devcmd.store import keys
+from tests import backends
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CLUSTERED)]
 REG = "/iocm/app/reg/v1.1.0/deviceCredentials"
 CMDS = "/iocm/app/cmd/v1.4.0/deviceCommands"
 TASKS = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -73,7 +74,7 @@ def delivered_callbacks(svc, device_id, receiver, sender) -> dict[str, dict]:
     """Drain the device's outbox and deliver every notification to the real receiver."""
     notifications.flush(svc, "app-a", device_id)
     refs = []
-    for raw in reversed(svc.redis.lrange("callbacks", 0, -1)):
+    for raw in reversed(svc.broker_redis.lrange("callbacks", 0, -1)):
         message = json.loads(raw)
         if message["headers"]["task"] == "devcmd.notifications.deliver":
             refs += json.loads(base64.b64decode(message["body"]))[0][0]

@@ -18,10 +18,10 @@ import redis
 
 from app import create_app
 from app.flow import STORAGE_PREFIX
-from devcmd.broker import Broker
 from devcmd.config import Config
 from devcmd.domain import auth, commands, devices, health, notifications, revocations
 from devcmd.embedded import RedisServer, find_binary, free_port
+from devcmd.jobs import Broker
 from devcmd.services import Services
 from tests.integration.test_backpressure import READ
 
@@ -339,17 +339,17 @@ def test_oom_between_the_indexes_and_the_script_of_a_create_leaves_no_trace(
 
 
 def test_oom_between_claiming_an_app_id_and_writing_the_app_leaves_the_id_free(admin, svc) -> None:
-    real_pipeline = svc.redis.pipeline
+    real_hset = svc.redis.hset
 
-    def fill_then_pipeline(*args, **kwargs):
+    def fill_then_hset(*args, **kwargs):  # the record's write, after the claim (HSETNX)
         admin.config_set("maxmemory", 1)
-        return real_pipeline(*args, **kwargs)
+        return real_hset(*args, **kwargs)
 
     before = keys_and_values(admin)
-    svc.redis.pipeline = fill_then_pipeline
+    svc.redis.hset = fill_then_hset
     with pytest.raises(redis.exceptions.OutOfMemoryError):
         auth.create_application(svc, app_id="app-b", secret="secret-b")
-    svc.redis.pipeline = real_pipeline
+    svc.redis.hset = real_hset
     assert keys_and_values(admin) == before
     admin.config_set("maxmemory", 0)
     assert auth.create_application(svc, app_id="app-b", secret="secret-b")["appId"] == "app-b"

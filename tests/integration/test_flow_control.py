@@ -11,9 +11,10 @@ import pytest
 from app import create_app
 from devcmd.domain import auth
 from devcmd.services import Services
+from tests import backends
 from tests.integration.test_admin_cli import devcmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CLUSTERED)]
 CMDS = "/iocm/app/cmd/v1.4.0/deviceCommands"
 LIMIT = 4
 
@@ -51,14 +52,23 @@ def test_workers_share_one_budget_per_application(svc, workers):
     assert second.get(CMDS, headers=b).status_code == 200  # app-b has its own budget
 
 
-def test_set_limit_from_the_cli_applies_to_running_workers(svc, workers, redis_url):
+def test_set_limit_from_the_cli_applies_to_running_workers(svc, workers, redis_url, broker_url):
     first, second = workers
     a = headers_of(svc, "app-a")
     for _ in range(LIMIT):
         first.get(CMDS, headers=a)
     assert second.get(CMDS, headers=a).status_code == 403
 
-    done = devcmd(redis_url, "apps", "set-limit", "--app-id", "app-a", "--per-minute", "6")
+    done = devcmd(
+        redis_url,
+        "apps",
+        "set-limit",
+        "--app-id",
+        "app-a",
+        "--per-minute",
+        "6",
+        broker_url=broker_url,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"appId": "app-a", "perMinute": 6, "default": False}
     served = second.get(CMDS, headers=a)
@@ -66,17 +76,28 @@ def test_set_limit_from_the_cli_applies_to_running_workers(svc, workers, redis_u
     assert served.headers["X-RateLimit-Limit"] == "6"
     assert first.get(CMDS, headers=a).headers["X-RateLimit-Limit"] == "6"
 
-    back = devcmd(redis_url, "apps", "set-limit", "--app-id", "app-a", "--default")
+    back = devcmd(
+        redis_url, "apps", "set-limit", "--app-id", "app-a", "--default", broker_url=broker_url
+    )
     assert back.returncode == 0, back.stderr
     assert json.loads(back.stdout)["default"] is True
     assert first.get(CMDS, headers=a).status_code == 403
 
 
-def test_set_limit_refuses_bad_input_without_a_traceback(svc, redis_url):
-    unknown = devcmd(redis_url, "apps", "set-limit", "--app-id", "nobody", "--per-minute", "5")
+def test_set_limit_refuses_bad_input_without_a_traceback(svc, redis_url, broker_url):
+    unknown = devcmd(
+        redis_url,
+        "apps",
+        "set-limit",
+        "--app-id",
+        "nobody",
+        "--per-minute",
+        "5",
+        broker_url=broker_url,
+    )
     assert unknown.returncode == 1
     assert "does not exist" in unknown.stderr
     for args in (["--per-minute", "0"], [], ["--per-minute", "5", "--default"]):
-        bad = devcmd(redis_url, "apps", "set-limit", "--app-id", "x", *args)
+        bad = devcmd(redis_url, "apps", "set-limit", "--app-id", "x", *args, broker_url=broker_url)
         assert bad.returncode == 2, bad.stderr
         assert "Traceback" not in bad.stderr

@@ -19,8 +19,9 @@ import pytest
 from app import create_app
 from app.enos import ACTIONS
 from devcmd.domain import auth, commands, devices, notifications, revocations
+from tests import backends
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CLUSTERED)]
 
 A, B = "app-a", "app-b"
 SEC = "/iocm/app/sec/v1.1.0"

@@ -10,7 +10,7 @@ from devcmd.store import keys
 from devcmd.store.notifications import Event
 from tests import backends
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 ACK_MS = 30_000
 
@@ -106,11 +106,15 @@ def test_every_status_change_is_one_outbox_event(svc, app_id, device_id):
 
 def test_timers_index_finds_due_devices_without_scanning(svc, app_id, device_id):
     command_id = commands.create(svc, app_id, device_id, COMMAND, {"expireTime": 1})["commandId"]
-    assert svc.southbound.timers.due(now_ms(), 10) == []
-    assert svc.southbound.timers.due(now_ms() + 2_000, 10) == [(app_id, device_id)]
+    bucket = keys.bucket(device_id, svc.config.index_buckets)
+    timers = svc.southbound.timers
+    assert timers.due(bucket, now_ms(), 10) == []
+    assert timers.due(bucket, now_ms() + 2_000, 10) == [(app_id, device_id)]
+    others = [b for b in svc.buckets if b != bucket]
+    assert all(timers.due(b, now_ms() + 2_000, 10) == [] for b in others)
     svc.southbound.tick(app_id, device_id, now_ms() + 2_000, 100)
     assert status(svc, app_id, command_id) == "EXPIRED"
-    assert svc.southbound.timers.due(now_ms() + 10**9, 10) == []
+    assert timers.due(bucket, now_ms() + 10**9, 10) == []
 
 
 def test_the_beat_tick_runs_due_timers(svc, app_id, device_id):

@@ -17,7 +17,7 @@ from devcmd.store import keys
 from tests import backends
 from tests.integration.conftest import Receiver
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 
 
@@ -31,7 +31,7 @@ def sender():
 def queued_refs(svc) -> list[list[str]]:
     """The notification references published to the `callbacks` Celery queue, oldest first."""
     refs = []
-    for raw in reversed(svc.redis.lrange("callbacks", 0, -1)):
+    for raw in reversed(svc.broker_redis.lrange("callbacks", 0, -1)):
         message = json.loads(raw)
         if message["headers"]["task"] == "devcmd.notifications.deliver":
             args, _, _ = json.loads(base64.b64decode(message["body"]))
@@ -312,7 +312,7 @@ def test_a_delivery_lost_with_its_worker_is_sent_again_when_its_lease_ends(
     assert notifications.retry_due(svc) == 0  # claimed once, leased again
     assert delivery.deliver(svc, sender, queued_refs(svc)[len(lost) :])["delivered"] == 3
     assert sorted(b["commandId"] for b in [body for _, body in receiver.received]) == sorted(ids)
-    assert svc.redis.zcard(keys.notifications_due()) == 0
+    assert svc.health.backlog()["notifications_due"] == 0
     # The lost task's message comes back at last (visibility timeout): nothing is sent twice.
     assert delivery.deliver(svc, sender, lost) == {"postponed": 0}
     assert len([body for _, body in receiver.received]) == 3
@@ -343,7 +343,7 @@ def test_records_written_by_a_flush_that_died_before_enqueueing_are_still_sent(
         "nextAttempt": event.at_ms,
     }
     assert svc.notifications.create([record_], now_ms() + 100) == [record_]
-    svc.redis.delete("callbacks")
+    svc.broker_redis.delete("callbacks")
     notifications.flush(svc, app_id, device_id)  # the re-drain finds the record already there
     assert queued_refs(svc) == []
     time.sleep(0.15)

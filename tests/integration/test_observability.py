@@ -11,7 +11,7 @@ import sys
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from devcmd import broker, logs, metrics
+from devcmd import jobs, logs, scrape
 from devcmd.domain import delivery
 from devcmd.services import Services
 from tests.integration.test_notifications import cancelled_with_callbacks, queued_refs
@@ -26,18 +26,18 @@ def test_a_task_sent_within_a_request_carries_its_request_id(svc) -> None:
     with logs.bound(request_id="rid-publish"):
         svc.broker.sweep("app-a", "dev-1", "task-1")
     svc.broker.sweep("app-a", "dev-1", "task-2")  # outside any request: no id
-    first, second = published(svc, broker.QUEUE_REVOCATIONS)
-    assert first["headers"][broker.REQUEST_ID_HEADER] == "rid-publish"
-    assert broker.REQUEST_ID_HEADER not in second["headers"]
+    first, second = published(svc, jobs.QUEUE_REVOCATIONS)
+    assert first["headers"][jobs.REQUEST_ID_HEADER] == "rid-publish"
+    assert jobs.REQUEST_ID_HEADER not in second["headers"]
 
 
 def test_queue_depths_count_every_priority_list_of_the_broker(svc) -> None:
-    assert broker.queue_depths(svc.broker_redis) == {"revocations": 0, "callbacks": 0}
+    assert jobs.queue_depths(svc.broker_redis) == {"revocations": 0, "callbacks": 0}
     svc.broker.sweep("app-a", "dev-1", "task-1")
-    svc.broker.celery.send_task(broker.SWEEP, args=["a", "d", "t"], priority=9)
+    svc.broker.celery.send_task(jobs.SWEEP, args=["a", "d", "t"], priority=9)
     svc.broker.deliver([["app-a", "dev-1", "msg_1_CANCELED"]])
-    assert len(svc.redis.lrange(broker.QUEUE_REVOCATIONS, 0, -1)) == 1  # one went elsewhere
-    assert broker.queue_depths(svc.broker_redis) == {"revocations": 2, "callbacks": 1}
+    assert len(svc.redis.lrange(jobs.QUEUE_REVOCATIONS, 0, -1)) == 1  # one went elsewhere
+    assert jobs.queue_depths(svc.broker_redis) == {"revocations": 2, "callbacks": 1}
 
 
 def test_callback_attempts_are_counted_by_outcome(svc, app_id, device_id, receiver) -> None:
@@ -81,7 +81,7 @@ def test_two_processes_writing_one_directory_add_up_in_one_scrape(svc, tmp_path)
     for count in (3, 4):
         subprocess.run([sys.executable, "-c", WRITER, str(count)], env=env, check=True)
     config = svc.config.with_(prometheus_multiproc_dir=str(tmp_path))
-    scraped = metrics.exposition(Services(config, svc.redis, svc.broker))
+    scraped = scrape.exposition(Services(config, svc.redis, svc.broker))
     families = {f.name: f for f in text_string_to_metric_families(scraped.decode())}
     assert sample(families["devcmd_commands_revoked"], "devcmd_commands_revoked_total") == 7
     healthz = families["devcmd_http_requests"].samples

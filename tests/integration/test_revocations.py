@@ -16,7 +16,7 @@ from devcmd.store import keys
 from devcmd.store.notifications import Event
 from tests import backends
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 3}}
 
 
@@ -40,7 +40,7 @@ def sweep_to_end(svc, app_id, device_id, task_id):
 def test_open_enqueues_a_sweep_on_the_revocations_queue(svc, app_id, device_id):
     queue(svc, app_id, device_id, 3)
     revocations.open_task(svc, app_id, device_id)
-    assert svc.redis.llen("revocations") == 1
+    assert svc.broker_redis.llen("revocations") == 1
 
 
 def test_sweep_cancels_exactly_the_scope_in_batches(svc, app_id, device_id):
@@ -127,10 +127,10 @@ def test_empty_scope_succeeds_at_once(svc, app_id, device_id):
 def test_a_task_whose_message_was_lost_is_resumed(svc, app_id, device_id):
     queue(svc, app_id, device_id, 5)
     task_id = revocations.open_task(svc, app_id, device_id)["taskId"]
-    svc.redis.delete("revocations")
+    svc.broker_redis.delete("revocations")
     svc.config = svc.config.with_(stall_seconds=0)
     assert revocations.resume_stalled(svc) == 1
-    assert svc.redis.llen("revocations") == 1
+    assert svc.broker_redis.llen("revocations") == 1
     sweep_to_end(svc, app_id, device_id, task_id)
     assert revocations.resume_stalled(svc) == 0
 
@@ -140,7 +140,8 @@ def test_deleting_a_device_cancels_its_commands_in_the_background(svc, app_id, d
     devices.delete(svc, app_id, device_id)
     with pytest.raises(errors.DeviceNotFound):
         commands.create(svc, app_id, device_id, COMMAND, {})
-    (member,) = svc.redis.zrange(keys.active_tasks(), 0, -1)
+    bucket = keys.bucket(device_id, svc.config.index_buckets)
+    (member,) = svc.redis.zrange(keys.active_tasks(bucket), 0, -1)
     sweep_to_end(svc, app_id, device_id, member.split("/")[2])
     assert set(statuses(svc, app_id, scoped)) == {"CANCELED"}
     assert revocations.query(svc, app_id, {"start": 0, "end": 2**53}, 0, 10) == (0, [])

@@ -26,6 +26,8 @@ from devcmd.config import Config
 from devcmd.domain import auth
 from devcmd.embedded import RedisServer, find_binary, free_port
 from devcmd.services import Services
+from tests.e2e.oceanconnect import OceanConnect
+from tests.e2e.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +269,50 @@ def test_apps_create_reuses_a_running_embedded_redis_and_leaves_it_up(env, home)
             svc.redis.close()
     finally:
         server.stop()
+
+
+def test_run_on_a_local_cluster_serves_the_oceanconnect_flow_over_every_master(env) -> None:
+    """`devcmd run --redis-cluster 3`: a 3-master cluster and a separate broker; one
+    application's devices spread over every master; a revocation task ends SUCCESS with one
+    signed callback per command; Ctrl-C stops every process, the servers included."""
+    port = int(env["PORT"])
+    receiver = Receiver().start()
+    with running([str(BIN / "devcmd"), "run", "--redis-cluster", "3"], env) as (run, seen):
+        run.wait_ready(port)
+        seen.extend(run.descendants())
+        found = re.search(r"masters at (redis\+cluster://\S+), broker at (\S+)", run.output)
+        assert found, run.output
+        cluster_url, broker_url = found.groups()
+        cli_env = {**env, "REDIS_URL": cluster_url, "CELERY_BROKER_URL": broker_url}
+        created = devcmd(cli_env, "apps", "create", "--app-id", "fleet")
+        assert created.returncode == 0, created.stderr
+        app = json.loads(created.stdout)
+        oc = OceanConnect(f"http://127.0.0.1:{port}", "fleet", app["secret"])
+        assert oc.login().status_code == 200
+        devices = [oc.register_device(f"meter-{i}").json()["deviceId"] for i in range(12)]
+        url = receiver.url("/oc")
+        commands = {
+            d: [oc.create_command(d, "SET", {"i": i}, url).json()["commandId"] for i in range(5)]
+            for d in devices
+        }
+        svc = Services.from_config(Config(redis_url=cluster_url, celery_broker_url=broker_url))
+        try:
+            per_master = [
+                len(node.redis_connection.keys("dc:{fleet:*")) for node in svc.redis.get_primaries()
+            ]
+        finally:
+            svc.close()
+        assert len(per_master) == 3
+        assert all(count > 0 for count in per_master), per_master
+        target = devices[0]
+        task = oc.create_cancel_task(target)
+        assert task.status_code == 201, task.text
+        finished = oc.wait_cancel_task(task.json()["taskId"])
+        assert (finished["status"], finished["cancelledCount"]) == ("SUCCESS", 5)
+        accepted = receiver.wait_for_accepted(set(commands[target]), 30)
+        assert sorted(d.body["commandId"] for d in accepted) == sorted(commands[target])
+        assert all(d.headers["webhook-signature"].startswith("v1,") for d in accepted)
+        oc.close()
+        assert run.interrupt() == 130, run.output  # as for Ctrl-C in a terminal
+        assert wait_gone(seen) == [], command_lines(alive(seen))
+    receiver.stop()

@@ -36,7 +36,7 @@ from devcmd.store.notifications import Event
 from devcmd.store.revocations import Batch
 from tests import backends
 
-pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE)]
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
 
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
 URL = "http://127.0.0.1:9/cb"  # recorded in the outbox only: nothing is ever sent to it
@@ -452,8 +452,13 @@ class CommandMachine(RuleBasedStateMachine):
                 assert record["reason"].startswith(f"{total - cancelled} command(s)")
 
 
-def test_random_interleavings_keep_every_guarantee(redis_url):
-    config = Config().with_(redis_url=redis_url, sweep_batch=3, callback_allow_private=True)
+def test_random_interleavings_keep_every_guarantee(redis_url, broker_url):
+    config = Config().with_(
+        redis_url=redis_url,
+        celery_broker_url=broker_url,
+        sweep_batch=3,
+        callback_allow_private=True,
+    )
     svc = Services.from_config(config)
     try:
         machine = type("Machine", (CommandMachine,), {"svc": svc})

@@ -15,7 +15,14 @@ from devcmd.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE = "<schedule>"  # where beat keeps its schedule file differs by design
-NOT_IN_PROCFILE = {"redis", "flower"}  # the Procfile expects an external Redis; Flower is optional
+NOT_IN_PROCFILE = {
+    "redis",
+    "flower",
+    "redis-node-1",
+    "redis-node-2",
+    "redis-node-3",
+    "redis-cluster-init",
+}  # the Procfile expects an external Redis; Flower is optional
 
 
 def normalized(argv: list[str]) -> list[str]:
@@ -72,7 +79,7 @@ def test_devcmd_run_starts_what_the_procfile_does() -> None:
 @pytest.mark.parametrize("name", ["web", "worker", "callbacks", "beat", "flower"])
 def test_every_devcmd_service_reaches_redis_and_refuses_private_callbacks(name: str) -> None:
     environment = compose()["services"][name]["environment"]
-    assert environment["REDIS_URL"] == "redis://redis:6379/0"
+    assert environment["REDIS_URL"] == "${REDIS_URL:-redis://redis:6379/0}"
     assert environment["CALLBACK_ALLOW_PRIVATE"] == "false"
 
 
@@ -98,3 +105,18 @@ def test_gunicorn_conf_py_at_the_root_gives_the_launchers_settings() -> None:
     assert {k: root[k] for k in settings} == settings
     assert root["header_map"] == "dangerous"  # OceanConnect's app_key header survives
     assert root["max_requests"] > 0
+
+
+def test_the_cluster_profile_runs_three_durable_masters_and_keeps_redis_as_the_broker() -> None:
+    services = compose()["services"]
+    nodes = [services[f"redis-node-{i}"] for i in (1, 2, 3)]
+    for node in nodes:
+        assert node["profiles"] == ["cluster"]
+        command = " ".join(node["command"])
+        assert "--cluster-enabled yes" in command
+        assert "--appendonly yes" in command
+        assert "--maxmemory-policy noeviction" in command
+    init = " ".join(services["redis-cluster-init"]["command"])
+    assert "--cluster create redis-node-1:6379 redis-node-2:6379 redis-node-3:6379" in init
+    assert "redis" not in services["redis"].get("profiles", [])  # the broker always runs
+    assert services["web"]["environment"]["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-}"

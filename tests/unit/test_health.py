@@ -104,13 +104,17 @@ def test_separate_broker_url_gets_its_own_client() -> None:
         other.close()
 
 
-def test_a_broker_devcmd_cannot_read_is_skipped_not_failed(svc, worker_alive) -> None:
+def test_a_sentinel_broker_is_read_through_its_sentinels(svc, worker_alive) -> None:
+    """Queue depths and the broker ping go to the master the Sentinels name; with no Sentinel
+    answering, readiness fails on the broker instead of skipping it."""
+    port = free_port()
     sentinel = svc.config.with_(
-        redis_url="redis://127.0.0.1:1/0", celery_broker_url="sentinel://127.0.0.1:26379"
+        redis_url="redis://127.0.0.1:1/0", celery_broker_url=f"sentinel://127.0.0.1:{port}"
     )
     split = Services(sentinel, svc.redis, NullBroker())
-    assert split.broker_redis is None
     ready = create_app(services=split).test_client().get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json["checks"]["broker"]["skipped"].startswith("the broker is not")
-    assert ready.json["checks"]["queues"]["ok"] is True
+    assert ready.status_code == 503
+    assert ready.json["checks"]["broker"]["ok"] is False
+    assert "MasterNotFoundError" in ready.json["checks"]["broker"]["error"]
+    assert ready.json["checks"]["queues"] == {"ok": False, "error": "broker is down"}
+    split.broker_redis.close()
