@@ -51,6 +51,9 @@ class ClusterNodeServer(RedisServer):
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(self.directory / "nodes.conf"),
             "--cluster-node-timeout", str(self.node_timeout_ms),
+            # Redis 7 and Valkey sync replicas diskless after a 5 s delay by default: a replica
+            # would not acknowledge a WAIT for the first seconds of a test.
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
 
     def client(self) -> redis.Redis:
@@ -114,7 +117,14 @@ class EmbeddedCluster:
                 with replica.client() as client:
                     client.execute_command("CLUSTER REPLICATE", master_id)
         self._wait(lambda: all(self._ok(n) for n in self.nodes), timeout)
+        self._wait(lambda: all(self._synced(r) for r in self.replicas), timeout)
         return self
+
+    @staticmethod
+    def _synced(replica: ClusterNodeServer) -> bool:
+        """Whether the replica finished its first sync (it then acknowledges WAITs)."""
+        with replica.client() as client:
+            return client.info("replication").get("master_link_status") == "up"
 
     def stop(self) -> None:
         for node in self.nodes:
