@@ -11,14 +11,14 @@ COPY pyproject.toml README.md ./
 COPY devcmd ./devcmd
 COPY app ./app
 COPY workers ./workers
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[flower]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[server,flower]'
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels 'devcmd[flower]' \
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'devcmd[server,flower]' \
     && rm -rf /wheels
 
 # Never run the processes as root (Celery warns; a task bug should not own the container).

@@ -131,6 +131,23 @@ def test_failures_retry_on_schedule_and_410_stops(svc, app_id, device_id, receiv
     assert len({h["webhook-id"] for h, _ in receiver.received}) == 3
 
 
+def test_a_receiver_rejecting_a_delivery_with_a_4xx_is_not_retried_but_429_is(
+    svc, app_id, device_id, receiver, sender
+):
+    """A 400 (say, a signature the receiver cannot verify) would be answered every time: the
+    notification fails at once, kept for `notifications retry --failed`; a 429 is retried."""
+    svc.config = svc.config.with_(callback_retry_schedule="0.05,0.05")
+    receiver.statuses[:] = [400, 429]
+    rejected, throttled = cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 2)
+    counts = delivery.deliver(svc, sender, queued_refs(svc))
+    assert (counts["failed"], counts["retrying"]) == (1, 1)
+    states = {cid: record(svc, app_id, cid)["state"] for cid in (rejected, throttled)}
+    assert sorted(states.values()) == ["failed", "pending"]
+    time.sleep(0.1)
+    assert notifications.retry_due(svc) == 1  # only the 429 comes back
+    assert notifications.retry_failed(svc) == 1  # the 400 waits for an operator
+
+
 def test_after_the_last_attempt_the_notification_is_kept_as_failed(svc, app_id, device_id, sender):
     svc.config = svc.config.with_(callback_retry_schedule="0.01")
     dead = f"http://127.0.0.1:{free_port()}/cb"

@@ -29,6 +29,20 @@ def test_the_kit_imports_no_server_dependency(module: str) -> None:
     assert loaded.isdisjoint(SERVER_ONLY), loaded & set(SERVER_ONLY)
 
 
+def test_a_plain_install_is_the_kit_and_the_server_is_an_extra() -> None:
+    """`pip install devcmd` pulls in neither Flask nor Celery nor Redis; `devcmd[server]` does,
+    and the test and flower extras bring the server with them."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {
+        dep.split(">")[0].split("[")[0].split(";")[0].strip() for dep in project["dependencies"]
+    }
+    assert names.isdisjoint(SERVER_ONLY), names & set(SERVER_ONLY)
+    server = {dep.split(">")[0].split("[")[0] for dep in project["optional-dependencies"]["server"]}
+    assert {"flask", "celery", "redis", "gunicorn"} <= server
+    for extra in ("test", "flower"):
+        assert "devcmd[server]" in project["optional-dependencies"][extra]
+
+
 def test_the_kit_has_extras_and_a_py_typed_marker_shipped_as_package_data() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     extras = project["project"]["optional-dependencies"]
