@@ -28,9 +28,17 @@ NAMES = (
 )
 
 
+# Lua functions shared by several scripts, prepended to those that call them.
+PRELUDES = {"move_status(": "status_index"}
+
+
 @cache
 def _source(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+    text = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+    for call, prelude in PRELUDES.items():
+        if call in text and name != prelude:
+            text = _source(prelude) + text
+    return text
 
 
 def slot_client(redis: Redis | RedisCluster, key: str) -> Redis:

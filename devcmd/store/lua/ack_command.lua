@@ -9,15 +9,6 @@ local st, life, inflight, retry, outbox, cb = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local all, in_sent, in_delivered = KEYS[7], KEYS[8], KEYS[9]
 local id, now = ARGV[1], tonumber(ARGV[2])
 
--- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
-local function move(id, from, to)
-  redis.call('ZREM', from, id)
-  local ms = redis.call('ZSCORE', all, id)
-  if ms then
-    redis.call('ZADD', to, ms, id)
-  end
-end
-
 local status = redis.call('HGET', st, id)
 if not status then
   return {-1}
@@ -32,7 +23,7 @@ local fields = cjson.decode(redis.call('HGET', life, id) or '{}')
 fields.deliveredTime = now
 redis.call('HSET', life, id, cjson.encode(fields))
 redis.call('HSET', st, id, 'DELIVERED')
-move(id, in_sent, in_delivered)
+move_status(all, id, in_sent, in_delivered)
 redis.call('ZREM', inflight, id)
 redis.call('ZREM', retry, id)
 if redis.call('HEXISTS', cb, id) == 1 then

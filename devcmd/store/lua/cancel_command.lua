@@ -7,15 +7,6 @@ local st, q, cb, outbox, all, in_pending, in_canceled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id, now = ARGV[1], ARGV[2]
 
--- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
-local function move(id, from, to)
-  redis.call('ZREM', from, id)
-  local ms = redis.call('ZSCORE', all, id)
-  if ms then
-    redis.call('ZADD', to, ms, id)
-  end
-end
-
 local status = redis.call('HGET', st, id)
 if not status then
   return {-1}
@@ -25,7 +16,7 @@ if status ~= 'PENDING' then
 end
 redis.call('HSET', st, id, 'CANCELED')
 redis.call('ZREM', q, id)
-move(id, in_pending, in_canceled)
+move_status(all, id, in_pending, in_canceled)
 if redis.call('HEXISTS', cb, id) == 1 then
   redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. id)
 end

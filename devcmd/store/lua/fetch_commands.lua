@@ -13,15 +13,6 @@ local dev, q, st, life, inflight, retry, exp, outbox, cb =
 local all, in_pending, in_sent, in_expired = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local now, max, ack_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 
--- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
-local function move(id, from, to)
-  redis.call('ZREM', from, id)
-  local ms = redis.call('ZSCORE', all, id)
-  if ms then
-    redis.call('ZADD', to, ms, id)
-  end
-end
-
 if redis.call('HGET', dev, 'deleted') == '1' then
   return {-1}
 end
@@ -56,11 +47,11 @@ while #sent < max do
     redis.call('ZREM', exp, id)
     if due and due <= now then
       redis.call('HSET', st, id, 'EXPIRED')
-      move(id, in_pending, in_expired)
+      move_status(all, id, in_pending, in_expired)
       expired[#expired + 1] = id
     else
       redis.call('HSET', st, id, 'SENT')
-      move(id, in_pending, in_sent)
+      move_status(all, id, in_pending, in_sent)
       issue(id)
       first_sent[#first_sent + 1] = id
     end

@@ -10,15 +10,6 @@ local all = KEYS[7]
 local index = {SENT = KEYS[8], DELIVERED = KEYS[9], SUCCESSFUL = KEYS[10], FAILED = KEYS[11]}
 local id, now, code, detail = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 
--- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
-local function move(id, from, to)
-  redis.call('ZREM', from, id)
-  local ms = redis.call('ZSCORE', all, id)
-  if ms then
-    redis.call('ZADD', to, ms, id)
-  end
-end
-
 local status = redis.call('HGET', st, id)
 if not status then
   return {-1}
@@ -35,7 +26,7 @@ fields.executeTime = now
 fields.result = {resultCode = code, resultDetail = cjson.decode(detail)}
 redis.call('HSET', life, id, cjson.encode(fields))
 redis.call('HSET', st, id, code)
-move(id, index[status], index[code])
+move_status(all, id, index[status], index[code])
 redis.call('ZREM', inflight, id)
 redis.call('ZREM', retry, id)
 if redis.call('HEXISTS', cb, id) == 1 then

@@ -13,22 +13,13 @@ local q, st, life, inflight, retry, exp, outbox, cb, docs =
 local all, in_pending, in_expired, in_sent, in_timeout = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 
--- Move a command between two per-status indexes (zsets by creation ms, read by status filters).
-local function move(id, from, to)
-  redis.call('ZREM', from, id)
-  local ms = redis.call('ZSCORE', all, id)
-  if ms then
-    redis.call('ZADD', to, ms, id)
-  end
-end
-
 local expired, retransmit, timed_out = {}, 0, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', exp, id)
   if redis.call('HGET', st, id) == 'PENDING' then
     redis.call('HSET', st, id, 'EXPIRED')
     redis.call('ZREM', q, id)
-    move(id, in_pending, in_expired)
+    move_status(all, id, in_pending, in_expired)
     expired[#expired + 1] = id
   end
 end
@@ -44,7 +35,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 
       retransmit = retransmit + 1
     else
       redis.call('HSET', st, id, 'TIMEOUT')
-      move(id, in_sent, in_timeout)
+      move_status(all, id, in_sent, in_timeout)
       timed_out[#timed_out + 1] = id
     end
   end
