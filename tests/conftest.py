@@ -10,9 +10,14 @@ broker shares the data store's server).
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import redis
 
+from devcmd.embedded import RedisServer, find_binary, free_port
 from tests import backends
 
 
@@ -74,3 +79,19 @@ def redis_backend(request: pytest.FixtureRequest, redis_server) -> str:
 def broker_url(redis_server) -> str | None:
     """CELERY_BROKER_URL beside `redis_url`: a separate server when the store is a cluster."""
     return getattr(redis_server, "broker_url", None)
+
+
+def debug_args() -> tuple[str, ...]:
+    """The flag that enables DEBUG on Redis >= 7 and Valkey (Redis 6.2 has it on, and would
+    refuse the unknown flag)."""
+    version = subprocess.run([find_binary(), "--version"], capture_output=True, text=True).stdout
+    old_redis = "Redis server v=6." in version or "Redis server v=5." in version
+    return () if old_redis else ("--enable-debug-command", "local")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server only this test uses (the fault tests stop, pause, fill it up and DEBUG SLEEP it)."""
+    found = RedisServer(tmp_path / "redis", free_port(), extra_args=debug_args()).start()
+    yield found
+    found.kill()

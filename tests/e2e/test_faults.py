@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -17,7 +16,7 @@ import requests
 
 from devcmd.config import Config
 from devcmd.domain import auth, commands, devices
-from devcmd.embedded import RedisServer, free_port
+from devcmd.embedded import free_port
 from devcmd.services import Services
 from tests.e2e.processes import (
     PROCESSES,
@@ -27,20 +26,12 @@ from tests.e2e.processes import (
     start_worker,
     wait_ready,
 )
-from tests.integration.test_faults import debug_args
 
 TIMEOUT = 0.5  # REDIS_SOCKET_TIMEOUT / REDIS_CONNECT_TIMEOUT of every process here
 SCOPE = 3000  # pending commands the sweep cancels
 TASKS = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
 DEVICE = "/iocm/app/dm/v1.4.0/devices/{}"
 FINISHED_WITHIN = 90.0
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    found = RedisServer(tmp_path / "redis", free_port(), extra_args=debug_args()).start()
-    yield found
-    found.kill()
 
 
 @pytest.fixture
@@ -134,7 +125,9 @@ def assert_503_within_timeout(base_url: str, world: dict) -> None:
 
 
 def test_a_redis_restart_mid_sweep_answers_503_meanwhile_and_the_task_finishes(
-    stack, server, world
+    stack,
+    server,
+    world,
 ) -> None:
     task_id = open_task(stack, world)
     server.stop()  # SIGTERM: Redis writes its AOF and exits, as in a restart
@@ -151,7 +144,9 @@ def test_a_redis_restart_mid_sweep_answers_503_meanwhile_and_the_task_finishes(
 
 
 def test_a_stalled_redis_mid_sweep_answers_503_meanwhile_and_the_task_finishes(
-    stack, server, world
+    stack,
+    server,
+    world,
 ) -> None:
     stall = 8 * TIMEOUT
     task_id = open_task(stack, world)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -20,7 +18,7 @@ from app import create_app
 from app.flow import STORAGE_PREFIX
 from devcmd.config import Config
 from devcmd.domain import auth, commands, devices, health, notifications, revocations
-from devcmd.embedded import RedisServer, find_binary, free_port
+from devcmd.embedded import free_port
 from devcmd.jobs import Broker
 from devcmd.services import Services
 from tests.integration.test_backpressure import READ
@@ -34,22 +32,6 @@ TASKS = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
 DEVICE = "/iocm/app/dm/v1.4.0/devices/{}"
 ENOS = "/connect-service/v2.1/commands"
 LOGIN = "/iocm/app/sec/v1.1.0/login"
-
-
-def debug_args() -> tuple[str, ...]:
-    """The flag that enables DEBUG on Redis >= 7 and Valkey (Redis 6.2 has it on, and would
-    refuse the unknown flag)."""
-    version = subprocess.run([find_binary(), "--version"], capture_output=True, text=True).stdout
-    old_redis = "Redis server v=6." in version or "Redis server v=5." in version
-    return () if old_redis else ("--enable-debug-command", "local")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server only this test uses (it is stopped, paused and filled up)."""
-    found = RedisServer(tmp_path / "redis", free_port(), extra_args=debug_args()).start()
-    yield found
-    found.kill()
 
 
 @pytest.fixture
