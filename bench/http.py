@@ -259,12 +259,17 @@ def web(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[tuple[str, in
             _wait_up(base, process)
             yield base, process.pid
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_group(process, 15)
+
+
+def stop_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the process group `process` leads, SIGKILL it after `timeout` seconds."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _wait_up(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:

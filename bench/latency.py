@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -26,7 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bench.http import APP, COMMAND, REPO, SECRET, web
+from bench.http import APP, COMMAND, REPO, SECRET, stop_group, web
 from devcmd.cli.run import process_commands
 from devcmd.config import Config
 from devcmd.domain import auth, commands, devices
@@ -66,12 +65,7 @@ def worker(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_group(process, 30)
 
 
 def wait_ready(session: requests.Session, base: str, timeout: float = 60.0) -> None:
