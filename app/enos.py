@@ -58,6 +58,7 @@ def _commands(records: list[dict], device: dict) -> list[dict]:
     ),
 )
 def cancel() -> dict:
+    optional_json_body(BaseSchema())  # no body is read, but one sent must be a JSON object
     query, device = _device(CancelQuery())
     cancelled = enos.cancel(services(), app_id(), device["deviceId"], query["commandId"])
     return {"data": _commands(cancelled, device)}
@@ -70,6 +71,7 @@ def cancel() -> dict:
     raises=(errors.DeviceNotFound, errors.CommandNotFound),
 )
 def get() -> dict:
+    optional_json_body(BaseSchema())  # no body is read, but one sent must be a JSON object
     query, device = _device(GetQuery())
     command = enos.get_command(services(), app_id(), device["deviceId"], query["commandId"])
     return {"data": _commands([command], device)[0]}
@@ -142,7 +144,4 @@ def commands():
     if request.method not in methods:
         raise errors.InvalidInput("action", f"{action} is called with POST")
     g.enos_action = action
-    if request.method == "POST":
-        # Whatever the action reads of it, a body sent must be a JSON object (or nothing).
-        optional_json_body(BaseSchema())
     return {"code": 0, "msg": "Success", "submsg": None, "requestId": request_id(), **view()}
