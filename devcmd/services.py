@@ -120,4 +120,4 @@ class Services:
 
     @cached_property
     def outbox(self) -> OutboxStore:
-        return OutboxStore(self.redis, self.config.index_buckets)
+        return OutboxStore(self.redis, self.scripts, self.config.index_buckets)

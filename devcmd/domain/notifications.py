@@ -21,8 +21,12 @@ from devcmd.services import Services
 log = logging.getLogger(__name__)
 
 EVENTS_PER_DRAIN = 20
+RECORDS_PER_DRAIN = 2000  # a round stops taking events once it holds this many notifications
 NOTIFICATIONS_PER_TASK = 500
-LOCK_MS = 30_000
+# The drain lock lives this long and each round renews it: a drainer killed while holding it
+# (a worker crash mid-flush) blocks the device's callbacks for at most this long. A round of
+# RECORDS_PER_DRAIN takes tens of milliseconds; one that stalls past the lock drops nothing.
+LOCK_MS = 10_000
 FINISHED = ("SUCCESSFUL", "FAILED")
 STATUS_ORDER = {
     "SENT": 0, "DELIVERED": 1, "SUCCESSFUL": 2, "FAILED": 2, "TIMEOUT": 2, "EXPIRED": 0,
@@ -43,8 +47,11 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
     try:
         drained = False
         while events := svc.outbox.peek(app_id, device_id, EVENTS_PER_DRAIN):
-            records = []
+            records, taken = [], 0
             for event in events:
+                if len(records) >= RECORDS_PER_DRAIN:
+                    break
+                taken += 1
                 urls = svc.outbox.callback_urls(app_id, device_id, event.command_ids)
                 details = _details(svc, app_id, device_id, event)
                 for command_id, url, detail in zip(event.command_ids, urls, details, strict=True):
@@ -54,10 +61,13 @@ def flush(svc: Services, app_id: str, device_id: str) -> bool:
             refs = [[app_id, device_id, r["id"]] for r in fresh]
             for start in range(0, len(refs), NOTIFICATIONS_PER_TASK):
                 svc.broker.deliver(refs[start : start + NOTIFICATIONS_PER_TASK])
-            svc.outbox.drop(app_id, device_id, len(events))  # clears the dirty mark at 0 left
+            # clears the dirty mark at 0 left; -1: the lock expired under a stalled round, and
+            # whoever holds it now drains these events again (records are created NX)
+            if svc.outbox.drop(app_id, device_id, taken, token, LOCK_MS) < 0:
+                return True
             drained = True
-        if not drained:
-            svc.outbox.drop(app_id, device_id, 0)  # marked dirty, nothing to drain: clear it
+        if not drained:  # marked dirty, nothing to drain: clear the mark
+            svc.outbox.drop(app_id, device_id, 0, token, LOCK_MS)
     finally:
         svc.outbox.unlock(app_id, device_id, token)
     return True

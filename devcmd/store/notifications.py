@@ -49,8 +49,9 @@ class Event:
 
 
 class OutboxStore:
-    def __init__(self, redis: Redis, buckets: int) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
         self.redis = redis
+        self.scripts = scripts
         self.buckets = buckets
 
     def _dirty_key(self, device_id: str) -> str:
@@ -80,13 +81,14 @@ class OutboxStore:
         raw = self.redis.lrange(keys.outbox(app_id, device_id), 0, count - 1)
         return [Event.parse(item) for item in raw]
 
-    def drop(self, app_id: str, device_id: str, count: int) -> int:
-        """Remove the first `count` events (handed over); returns how many remain."""
-        key = keys.outbox(app_id, device_id)
-        pipe = self.redis.pipeline(transaction=True)  # one slot: the device's
-        pipe.ltrim(key, count, -1)
-        pipe.llen(key)
-        remaining = pipe.execute()[1]
+    def drop(self, app_id: str, device_id: str, count: int, token: str, ttl_ms: int) -> int:
+        """Remove the first `count` events (handed over) if the drain lock is still `token`'s,
+        renewing it for `ttl_ms`; returns how many remain, or -1 if the lock was lost (then
+        nothing is removed: whoever holds it now drains those events)."""
+        remaining = self.scripts.drop_outbox(
+            keys=[keys.outbox(app_id, device_id), keys.outbox_lock(app_id, device_id)],
+            args=[token, count, ttl_ms],
+        )
         if remaining == 0:
             self.redis.srem(self._dirty_key(device_id), f"{app_id}/{device_id}")
         return remaining

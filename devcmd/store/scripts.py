@@ -25,6 +25,7 @@ NAMES = (
     "claim_idempotency",
     "settle_idempotency",
     "admit_call",
+    "drop_outbox",
 )
 
 
@@ -72,3 +73,4 @@ class Scripts:
     claim_idempotency: Script
     settle_idempotency: Script
     admit_call: Script
+    drop_outbox: Script
