@@ -16,6 +16,8 @@ from devcmd.jobs import (
     DELIVER,
     DRAIN,
     FLUSH,
+    FORGET,
+    PURGE,
     QUEUE_CALLBACKS,
     QUEUE_REVOCATIONS,
     REQUEST_ID_HEADER,
@@ -69,12 +71,16 @@ def make_celery(config: Config) -> Celery:
         task_annotations={
             TICK: {"expires": max(config.timer_tick_seconds * 5, 5)},
             RETRY: {"expires": 5},
+            FORGET: {"expires": config.retention_interval},
+            PURGE: {"expires": 30},
         },
         beat_schedule={
             "resume-stalled-revocations": {"task": RESUME, "schedule": 15.0},
             "drain-notification-outboxes": {"task": DRAIN, "schedule": 30.0},
             "command-timers": {"task": TICK, "schedule": config.timer_tick_seconds},
             "callback-retries": {"task": RETRY, "schedule": 1.0},
+            "retention": {"task": FORGET, "schedule": config.retention_interval},
+            "purge-deleted-applications": {"task": PURGE, "schedule": 30.0},
         },
     )
     return celery

@@ -68,6 +68,17 @@ class Config:
     storage_retry_after: int = 5
     redis_memory_ready_limit: float = 0.9
     worker_stop_timeout: float = 25.0
+    command_retention: float = 7 * 24 * 3600.0  # seconds a finished command is kept; 0 = forever
+    task_retention: float = (
+        7 * 24 * 3600.0
+    )  # seconds a finished revocation task is kept; 0 = forever
+    notification_retention: float = (
+        7 * 24 * 3600.0
+    )  # seconds a failed notification stays re-sendable
+    retention_interval: float = 60.0  # seconds between beat's retention runs (each per bucket)
+    retention_batch: int = 10_000  # most commands (and tasks) one bucket's run removes
+    purge_batch: int = 10_000  # most keys one purge run examines per server
+    purge_delay: float = 3600.0  # seconds after `apps delete` before its records are purged
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -19,6 +19,8 @@ RESUME = "devcmd.revocations.resume_stalled"
 DRAIN = "devcmd.notifications.drain_dirty"
 TICK = "devcmd.southbound.tick"
 RETRY = "devcmd.notifications.retry_due"
+FORGET = "devcmd.retention.forget_due"
+PURGE = "devcmd.retention.purge_deleted"
 
 QUEUE_REVOCATIONS = "revocations"
 QUEUE_CALLBACKS = "callbacks"

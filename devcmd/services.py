@@ -18,6 +18,8 @@ from devcmd.store.devices import DeviceStore
 from devcmd.store.health import HealthStore
 from devcmd.store.idempotency import IdempotencyStore
 from devcmd.store.notifications import NotificationStore, OutboxStore
+from devcmd.store.purge import PurgeStore
+from devcmd.store.retention import RetentionStore
 from devcmd.store.revocations import RevocationStore
 from devcmd.store.scripts import Scripts
 from devcmd.store.southbound import SouthboundStore
@@ -117,6 +119,14 @@ class Services:
     @cached_property
     def notifications(self) -> NotificationStore:
         return NotificationStore(self.redis, self.scripts, self.config.index_buckets)
+
+    @cached_property
+    def retention(self) -> RetentionStore:
+        return RetentionStore(self.redis, self.scripts, self.config.index_buckets)
+
+    @cached_property
+    def purge(self) -> PurgeStore:
+        return PurgeStore(self.redis, self.config.index_buckets)
 
     @cached_property
     def outbox(self) -> OutboxStore:

@@ -16,6 +16,7 @@ app.conf.include = [
     "workers.notifications",
     "workers.southbound",
     "workers.heartbeat",
+    "workers.retention",
 ]
 
 __all__ = ["app"]

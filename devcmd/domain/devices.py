@@ -45,6 +45,7 @@ def register(
         "createTime": now,
         "lastModifiedTime": now,
     } | names
+    svc.retention.register(app_id, device_id, now)  # before the device: see RetentionStore
     svc.devices.create(app_id, device_id, record)
     answer = {"deviceId": device_id, "verifyCode": verify_code, "timeout": timeout, "psk": psk}
     return answer | names

@@ -90,6 +90,7 @@ class AppStore:
         pipe.hdel(keys.app(app_id), "secretHash")
         pipe.hset(keys.app(app_id), mapping={"deleted": "1", "deleteTime": str(now)})
         pipe.srem(keys.apps(), app_id)
+        pipe.sadd(keys.purging(), app_id)  # its records go after PURGE_DELAY (domain/purge.py)
         pipe.execute()
 
     def admit(self, app_id: str, now: int, default_limit: int, version: str) -> Admission:

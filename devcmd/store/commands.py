@@ -130,6 +130,7 @@ class CommandStore:
             keys.device_commands,
             keys.in_status("PENDING"),
             keys.in_status("CANCELED"),
+            keys.finished,
         )
         code, *rest = self.scripts.cancel_command(keys=script_keys, args=[command_id, now])
         if code == -1:

@@ -249,3 +249,26 @@ def notifications_failed(number: int) -> str:
 def receiver(url_origin: str) -> str:
     """Hash of one receiver's circuit breaker: consecutive failures, open until (ms)."""
     return f"{PREFIX}:receiver:{url_origin}"
+
+
+def finished(app_id: str, device_id: str) -> str:
+    """List of `<ms> <commandId>[,<commandId>...]`, oldest first: the device's commands that
+    reached a terminal state, one entry per step (finished_index.lua), so retention finds what
+    to remove without reading any other command."""
+    return _device(app_id, device_id, "finished")
+
+
+def finished_tasks(app_id: str, device_id: str) -> str:
+    """List of `<ms> <taskId>`, oldest first: the device's revocation tasks that finished."""
+    return _device(app_id, device_id, "finished-tasks")
+
+
+def retention(number: int) -> str:
+    """Zset `appId/deviceId` -> when the device's finished work is next due for removal (one
+    bucket). A device enters it when registered and leaves it only when purged."""
+    return f"{PREFIX}:{{b{number}}}:retention"
+
+
+def purging() -> str:
+    """Set of deleted appIds whose records the purge job is still removing."""
+    return f"{PREFIX}:purging"

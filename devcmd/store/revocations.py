@@ -171,6 +171,8 @@ class RevocationStore:
                 keys.outbox(app_id, device_id),
                 keys.expiry(app_id, device_id),
                 keys.status_debt(app_id, device_id),
+                keys.finished(app_id, device_id),
+                keys.finished_tasks(app_id, device_id),
             ],
             args=[now, size, "1" if with_ids else "0"],
         )

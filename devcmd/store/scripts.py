@@ -26,11 +26,13 @@ NAMES = (
     "settle_idempotency",
     "admit_call",
     "drop_outbox",
+    "forget_commands",
+    "forget_tasks",
 )
 
 
 # Lua functions shared by several scripts, prepended to those that call them.
-PRELUDES = {"move_status(": "status_index"}
+PRELUDES = {"move_status(": "status_index", "record_finished(": "finished_index"}
 
 
 @cache
@@ -74,3 +76,5 @@ class Scripts:
     settle_idempotency: Script
     admit_call: Script
     drop_outbox: Script
+    forget_commands: Script
+    forget_tasks: Script

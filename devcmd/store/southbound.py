@@ -112,6 +112,7 @@ class SouthboundStore:
                 keys.callbacks,
                 keys.device_commands,
                 *map(keys.in_status, ("PENDING", "SENT", "EXPIRED")),
+                keys.finished,
             ),
             args=[now, limit, ack_ms],
         )
@@ -134,7 +135,10 @@ class SouthboundStore:
     ) -> None:
         """SENT or DELIVERED -> SUCCESSFUL | FAILED. Raises CommandNotFound, IllegalTransition."""
         reply = self.scripts.finish_command(
-            keys=_transition_keys(app_id, device_id, *FINISH_STATUSES),
+            keys=[
+                *_transition_keys(app_id, device_id, *FINISH_STATUSES),
+                keys.finished(app_id, device_id),
+            ],
             args=[command_id, now, code, detail],
         )
         _raise_for(reply)
@@ -156,6 +160,7 @@ class SouthboundStore:
                 keys.documents,
                 keys.device_commands,
                 *map(keys.in_status, ("PENDING", "EXPIRED", "SENT", "TIMEOUT")),
+                keys.finished,
             ),
             args=[now, limit],
         )

@@ -1,6 +1,7 @@
 -- Cancel one PENDING command (single cancel). Safe to run twice: the second run finds CANCELED.
 -- KEYS: 1 status hash, 2 pending queue, 3 callback-url hash, 4 outbox list,
---       5 device's command index (zset ms), 6 PENDING and 7 CANCELED status indexes
+--       5 device's command index (zset ms), 6 PENDING and 7 CANCELED status indexes,
+--       8 finished list (see finished_index.lua)
 -- ARGV: 1 commandId, 2 now ms
 -- Returns: {1} cancelled; {-1} unknown command; {-2, status} not PENDING (nothing written)
 local st, q, cb, outbox, all, in_pending, in_canceled =
@@ -17,6 +18,7 @@ end
 redis.call('HSET', st, id, 'CANCELED')
 redis.call('ZREM', q, id)
 move_status(all, id, in_pending, in_canceled)
+record_finished(KEYS[8], now, {id})
 if redis.call('HEXISTS', cb, id) == 1 then
   redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. id)
 end

@@ -4,7 +4,8 @@
 -- are never handed out. A PENDING command whose expiry is due is expired instead of sent.
 -- KEYS: 1 device hash, 2 pending queue, 3 status hash, 4 lifecycle hash, 5 in-flight zset
 --       (ack due ms), 6 retransmit zset, 7 expiry zset, 8 outbox list, 9 callback-url hash,
---       10 device's command index (zset ms), status indexes 11 PENDING, 12 SENT, 13 EXPIRED
+--       10 device's command index (zset ms), status indexes 11 PENDING, 12 SENT, 13 EXPIRED,
+--       14 finished list (see finished_index.lua)
 -- ARGV: 1 now ms, 2 max commands, 3 ack timeout ms
 -- Returns: {notified, id, ...}: 1 if an outbox event was recorded, then the commands now SENT;
 --          {-1} if the device is deleted
@@ -77,5 +78,6 @@ local function notify(status, ids)
 end
 notify('SENT', first_sent)
 notify('EXPIRED', expired)
+record_finished(KEYS[14], now, expired)
 table.insert(sent, 1, notified)
 return sent

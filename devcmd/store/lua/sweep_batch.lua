@@ -10,7 +10,8 @@
 -- cost): each batch records its moves in the device's status debt list, one entry per status,
 -- and settle_statuses.lua applies them before the indexes are read.
 -- KEYS: 1 task hash, 2 pending queue, 3 status hash, 4 outbox list, 5 expiry zset,
---       6 status debt list
+--       6 status debt list, 7 finished list (see finished_index.lua), 8 finished task list
+--       (`<ms> <taskId>` once the task is finished, read by forget_tasks.lua)
 -- ARGV: 1 now ms, 2 batch size, 3 optional '1': also return the ids cancelled in this batch
 --       (a synchronous cancel answers them; the worker's sweep leaves it out and stays lean)
 -- Returns: {-1} unknown task; {state, cancelled in this batch, status, cancelledCount, totalCount}
@@ -61,6 +62,7 @@ if #taken > 0 then
       local listed = table.concat(expired, ',')
       redis.call('RPUSH', outbox, 'EXPIRED ' .. now .. ' ' .. listed)
       redis.call('RPUSH', debt, 'EXPIRED ' .. listed)
+      record_finished(KEYS[7], now, expired)
     end
   end
 end
@@ -77,6 +79,7 @@ if n > 0 then
   local listed = table.concat(ids, ',')
   redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. listed)
   redis.call('RPUSH', debt, 'CANCELED ' .. listed)
+  record_finished(KEYS[7], now, ids)
 end
 
 local function reply(state, final, count)
@@ -105,4 +108,5 @@ else
   redis.call('HSET', task, 'reason', (total - cancelled) .. ' command(s) in scope ended another way first')
 end
 redis.call('HSET', task, 'status', final, 'finishTime', now)
+redis.call('RPUSH', KEYS[8], now .. ' ' .. redis.call('HGET', task, 'taskId'))
 return reply(2, final, cancelled)

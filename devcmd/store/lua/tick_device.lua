@@ -5,7 +5,7 @@
 -- KEYS: 1 pending queue, 2 status hash, 3 lifecycle hash, 4 in-flight zset, 5 retransmit zset,
 --       6 expiry zset, 7 outbox, 8 callback-url hash, 9 documents hash,
 --       10 device's command index (zset ms), status indexes 11 PENDING, 12 EXPIRED, 13 SENT,
---       14 TIMEOUT
+--       14 TIMEOUT, 15 finished list (see finished_index.lua)
 -- ARGV: 1 now ms, 2 limit
 -- Returns: {expired, retransmitting, timed out, next due ms or -1}
 local q, st, life, inflight, retry, exp, outbox, cb, docs =
@@ -54,6 +54,8 @@ local function notify(status, ids)
 end
 notify('EXPIRED', expired)
 notify('TIMEOUT', timed_out)
+record_finished(KEYS[15], now, expired)
+record_finished(KEYS[15], now, timed_out)
 
 local next_due = -1
 for _, key in ipairs({exp, inflight}) do

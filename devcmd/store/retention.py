@@ -1,0 +1,159 @@
+"""Retention: which devices have finished work due for removal, and its removal.
+
+A device enters its bucket's retention index (`keys.retention`) when it is registered; the
+scripts that end a command or a task append it to the device's finished lists
+(finished_index.lua). Removal itself is forget_commands.lua and forget_tasks.lua, after the
+application-level entries (see their headers for the order and why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from devcmd.store import keys
+from devcmd.store.scripts import Scripts
+
+STATUSES_NOTIFIED = ("SENT", "DELIVERED", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
+FORGET_STATUSES = ("PENDING", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
+PENDING_NOTIFICATION = '"state":"pending"'  # as orjson writes a record still in delivery
+
+
+@dataclass(frozen=True)
+class Due:
+    """The head of a device's finished list that is due: entries, their first as read, ids."""
+
+    entries: int
+    first: str
+    ids: list[str]
+    next_ms: int | None  # finish time of the first entry not taken (None: list exhausted)
+
+
+def member(app_id: str, device_id: str) -> str:
+    return f"{app_id}/{device_id}"
+
+
+class RetentionStore:
+    def __init__(self, redis: Redis, scripts: Scripts, buckets: int) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.buckets = buckets
+
+    def _key(self, device_id: str) -> str:
+        return keys.retention(keys.bucket(device_id, self.buckets))
+
+    def register(self, app_id: str, device_id: str, due_ms: int) -> None:
+        """Put a new device on its bucket's retention index (written before the device exists,
+        so a crash cannot leave a device retention never looks at)."""
+        self.redis.zadd(self._key(device_id), {member(app_id, device_id): due_ms}, nx=True)
+
+    def due_devices(self, bucket: int, now: int, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` devices of one bucket whose finished work may be due by `now`."""
+        found = self.redis.zrangebyscore(keys.retention(bucket), "-inf", now, start=0, num=limit)
+        return [tuple(m.split("/", 1)) for m in found]
+
+    def schedule(self, app_id: str, device_id: str, due_ms: int) -> None:
+        self.redis.zadd(self._key(device_id), {member(app_id, device_id): due_ms})
+
+    def unregister(self, app_id: str, device_id: str) -> None:
+        self.redis.zrem(self._key(device_id), member(app_id, device_id))
+
+    def due_commands(self, app_id: str, device_id: str, cutoff: int, most: int) -> Due:
+        """The entries at the head of the device's finished list that ended by `cutoff`, at
+        least one entry and otherwise at most about `most` commands."""
+        return _due(self.redis.lrange(keys.finished(app_id, device_id), 0, 99), cutoff, most)
+
+    def due_tasks(self, app_id: str, device_id: str, cutoff: int, most: int) -> Due:
+        raw = self.redis.lrange(keys.finished_tasks(app_id, device_id), 0, most - 1)
+        return _due(raw, cutoff, most)
+
+    def heads(self, app_id: str, device_id: str) -> tuple[int | None, int | None]:
+        """Finish ms of the oldest entry of the device's finished commands and tasks lists."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lindex(keys.finished(app_id, device_id), 0)
+        pipe.lindex(keys.finished_tasks(app_id, device_id), 0)
+        return tuple(int(h.split(" ", 1)[0]) if h else None for h in pipe.execute())
+
+    def outbox_head_ms(self, app_id: str, device_id: str) -> int | None:
+        """When the oldest event still waiting in the device's outbox happened (None: empty):
+        commands that ended later may still have a callback to be drained."""
+        head = self.redis.lindex(keys.outbox(app_id, device_id), 0)
+        return int(head.split(" ", 2)[1]) if head else None
+
+    def notifying(self, app_id: str, device_id: str, ids: list[str]) -> list[str]:
+        """Those of `ids` with a notification still being attempted (kept until it settles)."""
+        urls = self.redis.hmget(keys.callbacks(app_id, device_id), ids)
+        with_url = [cid for cid, url in zip(ids, urls, strict=True) if url]
+        if not with_url:
+            return []
+        fields = [f"msg_{cid}_{s}" for cid in with_url for s in STATUSES_NOTIFIED]
+        records = self.redis.hmget(keys.notifications(app_id, device_id), fields)
+        per = len(STATUSES_NOTIFIED)
+        return [
+            cid
+            for n, cid in enumerate(with_url)
+            if any(r and PENDING_NOTIFICATION in r for r in records[n * per : (n + 1) * per])
+        ]
+
+    def forget_commands(self, app_id: str, device_id: str, due: Due, keep: list[str]) -> int:
+        """Remove the due commands but `keep`: application entries first, then the device's
+        (forget_commands.lua). Returns how many were removed; -1 if another run took them."""
+        gone = [cid for cid in due.ids if cid not in set(keep)]
+        pipe = self.redis.pipeline(transaction=False)  # one slot: the application's
+        for first in range(0, len(gone), 1000):
+            chunk = gone[first : first + 1000]
+            pipe.zrem(keys.app_commands(app_id), *chunk)
+            pipe.hdel(keys.app_command_devices(app_id), *chunk)
+        pipe.execute()
+        script_keys = keys.for_device(
+            app_id,
+            device_id,
+            keys.finished,
+            keys.statuses,
+            keys.documents,
+            keys.lifecycle,
+            keys.callbacks,
+            keys.device_commands,
+            keys.expiry,
+            keys.in_flight,
+            keys.retransmit,
+            keys.notifications,
+            *map(keys.in_status, FORGET_STATUSES),
+        )
+        reply = self.scripts.forget_commands(keys=script_keys, args=[due.entries, due.first, *keep])
+        return reply[0]
+
+    def forget_tasks(self, app_id: str, device_id: str, due: Due) -> int:
+        """Remove the due finished tasks: application entries first, then the device's."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(keys.app_tasks(app_id), *due.ids)
+        pipe.hdel(keys.app_task_devices(app_id), *due.ids)
+        pipe.execute()
+        task_keys = [keys.task(app_id, device_id, tid) for tid in due.ids]
+        reply = self.scripts.forget_tasks(
+            keys=[
+                keys.finished_tasks(app_id, device_id),
+                keys.device_tasks(app_id, device_id),
+                *task_keys,
+            ],
+            args=[due.first, *due.ids],
+        )
+        return reply[0]
+
+    def trim_failed_notifications(self, bucket: int, cutoff: int) -> int:
+        """Drop references to notifications given up before `cutoff` from the re-send index."""
+        return self.redis.zremrangebyscore(keys.notifications_failed(bucket), "-inf", cutoff)
+
+
+def _due(raw: list[str], cutoff: int, most: int) -> Due:
+    """The leading entries of a finished list (`<ms> <id>[,<id>...]`) that ended by `cutoff`."""
+    ids: list[str] = []
+    taken = 0
+    for entry in raw:
+        ms, listed = entry.split(" ", 1)
+        if int(ms) > cutoff or (taken and len(ids) >= most):
+            return Due(taken, raw[0], ids, int(ms))
+        ids += listed.split(",")
+        taken += 1
+    return Due(taken, raw[0] if raw else "", ids, None)

@@ -1,0 +1,210 @@
+"""Retention against a real Redis and a real cluster: finished commands, tasks and their
+notification records go after their retention with every entry that names them, and queries
+stay exact while removal runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from devcmd import errors
+from devcmd.clock import now_ms
+from devcmd.domain import commands, delivery, devices, notifications, retention, revocations
+from devcmd.domain import southbound
+from devcmd.store import keys
+from tests import backends
+from tests.integration.test_notifications import queued_refs
+
+pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
+COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 3}}
+WINDOW = (0, 2**62)
+
+
+@pytest.fixture
+def short(svc):
+    """The services with a one-second command and task retention."""
+    svc.config = svc.config.with_(command_retention=1.0, task_retention=1.0)
+    return svc
+
+
+def create(svc, app_id, device_id, count, url=None) -> list[str]:
+    options = {"callbackUrl": url}
+    return [
+        commands.create(svc, app_id, device_id, COMMAND, options)["commandId"] for _ in range(count)
+    ]
+
+
+def deliver_all(svc, app_id, device_id, ids) -> None:
+    """Fetch, acknowledge and finish SUCCESSFUL the device's next commands `ids`."""
+    sent = southbound.fetch(svc, app_id, device_id, len(ids))
+    assert [c["commandId"] for c in sent] == ids
+    for command_id in ids:
+        southbound.ack(svc, app_id, device_id, command_id)
+        southbound.finish(svc, app_id, device_id, command_id, "SUCCESSFUL", {"ok": 1})
+
+
+def revoke(svc, app_id, device_id) -> str:
+    task_id = revocations.open_task(svc, app_id, device_id)["taskId"]
+    while not revocations.sweep(svc, app_id, device_id, task_id).done:
+        pass
+    notifications.flush(svc, app_id, device_id)  # as the workers do: the outbox is drained
+    return task_id
+
+
+def everything(svc) -> str:
+    """Every devcmd key with its whole content, a line each, to search ids in (the Celery
+    queues, which may share the server, are not devcmd records)."""
+    servers = svc.purge.servers().values()
+    parts = []
+    for server in servers:
+        for key in server.scan_iter(match="dc:*", count=1000):
+            kind = server.type(key)
+            read = {
+                "hash": server.hgetall,
+                "zset": lambda k, s=server: s.zrange(k, 0, -1),
+                "list": lambda k, s=server: s.lrange(k, 0, -1),
+                "set": server.smembers,
+                "string": server.get,
+            }[kind]
+            parts.append(f"{key} {read(key)}")
+    return "\n".join(parts)
+
+
+def forget_all(svc, now=None) -> int:
+    """Run retention over every bucket until a run removes nothing; returns what went."""
+    total = 0
+    while removed := sum(retention.forget_due(svc, now=now).values()):
+        total += removed
+    return total
+
+
+def test_finished_work_goes_after_its_retention_with_every_entry_naming_it(
+    short, app_id, device_id
+):
+    svc = short
+    delivered = create(svc, app_id, device_id, 3)
+    deliver_all(svc, app_id, device_id, delivered)
+    cancelled = create(svc, app_id, device_id, 2)
+    for command_id in cancelled:
+        commands.cancel(svc, app_id, command_id)
+    swept = create(svc, app_id, device_id, 20)  # sweep_batch is 7: three batches
+    task_id = revoke(svc, app_id, device_id)
+    old = delivered + cancelled + swept
+    time.sleep(1.1)
+    recent = create(svc, app_id, device_id, 1)
+    commands.cancel(svc, app_id, recent[0])
+    pending = create(svc, app_id, device_id, 4)
+
+    assert forget_all(svc) == len(old) + 1  # the commands and the task
+    for command_id in old:
+        with pytest.raises(errors.CommandNotFound):
+            commands.get(svc, app_id, command_id)
+    with pytest.raises(errors.TaskNotFound):
+        revocations.get(svc, app_id, task_id)
+    text = everything(svc)
+    assert [line for line in text.splitlines() if any(i in line for i in [*old, task_id])] == []
+    total, page = commands.query(svc, app_id, None, *WINDOW, 0, 100)
+    assert total == 5 and {c["commandId"] for c in page} == set(recent + pending)
+    assert commands.query(svc, app_id, device_id, *WINDOW, 0, 100)[0] == 5
+    assert commands.query(svc, app_id, None, *WINDOW, 0, 100, ["CANCELED"])[0] == 1
+    assert commands.query(svc, app_id, device_id, *WINDOW, 0, 100, ["PENDING"])[0] == 4
+    assert devices.get(svc, app_id, device_id)["pendingCount"] == 4
+    assert revocations.query(svc, app_id, {"start": 0, "end": 2**62}, 0, 10)[0] == 0
+    # What is left still goes when its turn comes.
+    later = now_ms() + 1100
+    assert forget_all(svc, now=later) == 1
+    assert commands.query(svc, app_id, None, *WINDOW, 0, 100)[0] == 4
+
+
+def test_a_command_whose_callback_is_still_being_sent_is_kept_until_it_settles(
+    short, app_id, device_id, receiver
+):
+    svc = short
+    ids = create(svc, app_id, device_id, 2, url=receiver.url)
+    for command_id in ids:
+        commands.cancel(svc, app_id, command_id)
+    later = now_ms() + 5000
+    assert forget_all(svc, now=later) == 0  # the events wait in the outbox
+    notifications.flush(svc, app_id, device_id)
+    assert forget_all(svc, now=later) == 0  # their notifications are being delivered
+    sender = delivery.Sender(concurrency=2)
+    try:
+        assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 2
+    finally:
+        sender.close()
+    assert [r["state"] for r in notifications.history(svc, app_id, ids[0])] == ["delivered"]
+    assert forget_all(svc, now=later) == 2
+    with pytest.raises(errors.CommandNotFound):
+        notifications.history(svc, app_id, ids[0])
+    text = everything(svc)
+    assert [i for i in ids if i in text] == []
+
+
+def test_a_crash_between_the_application_and_the_device_step_leaves_counts_exact(
+    short, app_id, device_id
+):
+    svc = short
+    ids = create(svc, app_id, device_id, 5)
+    for command_id in ids:
+        commands.cancel(svc, app_id, command_id)
+    due = svc.retention.due_commands(app_id, device_id, now_ms() + 5000, 100)
+    # The application step alone, as a process that died before the device's script.
+    svc.redis.zrem(keys.app_commands(app_id), *due.ids)
+    svc.redis.hdel(keys.app_command_devices(app_id), *due.ids)
+    total, page = commands.query(svc, app_id, None, *WINDOW, 0, 100)
+    assert (total, page) == (0, [])
+    with pytest.raises(errors.CommandNotFound):
+        commands.get(svc, app_id, ids[0])
+    total, page = commands.query(svc, app_id, device_id, *WINDOW, 0, 100)
+    assert total == len(page) == 5
+    assert forget_all(svc, now=now_ms() + 5000) == 5  # the next run finishes the job
+    assert commands.query(svc, app_id, device_id, *WINDOW, 0, 100) == (0, [])
+
+
+def test_queries_stay_exact_while_removal_runs(short, app_id):
+    svc = short
+    svc.config = svc.config.with_(retention_batch=9)
+    device_ids = [
+        devices.register(svc, app_id, f"node-{n}", None, None)["deviceId"] for n in (1, 2)
+    ]
+    finished = []
+    for device_id in device_ids:
+        finished += create(svc, app_id, device_id, 60)
+        revoke(svc, app_id, device_id)
+        ids = create(svc, app_id, device_id, 30)
+        deliver_all(svc, app_id, device_id, ids)
+        finished += ids
+    kept = {d: create(svc, app_id, d, 7) for d in device_ids}
+    all_kept = {c for ids in kept.values() for c in ids}
+    later = now_ms() + 5000
+    stop, seen, failures = threading.Event(), [], []
+
+    def remove() -> None:
+        try:
+            while sum(retention.forget_due(svc, now=later).values()):
+                pass
+        finally:
+            stop.set()
+
+    def query() -> None:
+        while not stop.is_set():
+            total, page = commands.query(svc, app_id, None, *WINDOW, 0, 1000)
+            listed = {c["commandId"] for c in page}
+            pending = commands.query(svc, app_id, device_ids[0], *WINDOW, 0, 1000, ["PENDING"])
+            count = devices.get(svc, app_id, device_ids[1])["pendingCount"]
+            if not (all_kept <= listed and len(page) <= total and pending[0] == 7 == count):
+                failures.append((total, len(page), pending[0], count))
+            seen.append(total)
+
+    threads = [threading.Thread(target=remove), threading.Thread(target=query)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert len(seen) > 1 and seen == sorted(seen, reverse=True)  # totals only ever go down
+    assert seen[0] <= len(finished) + len(all_kept)
+    assert commands.query(svc, app_id, None, *WINDOW, 0, 1000)[0] == len(all_kept)
+    assert [c for c in finished if c in everything(svc)] == []
