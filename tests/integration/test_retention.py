@@ -11,8 +11,15 @@ import pytest
 
 from devcmd import errors
 from devcmd.clock import now_ms
-from devcmd.domain import commands, delivery, devices, notifications, retention, revocations
-from devcmd.domain import southbound
+from devcmd.domain import (
+    commands,
+    delivery,
+    devices,
+    notifications,
+    retention,
+    revocations,
+    southbound,
+)
 from devcmd.store import keys
 from tests import backends
 from tests.integration.test_notifications import queued_refs
@@ -106,7 +113,8 @@ def test_finished_work_goes_after_its_retention_with_every_entry_naming_it(
     text = everything(svc)
     assert [line for line in text.splitlines() if any(i in line for i in [*old, task_id])] == []
     total, page = commands.query(svc, app_id, None, *WINDOW, 0, 100)
-    assert total == 5 and {c["commandId"] for c in page} == set(recent + pending)
+    assert total == 5
+    assert {c["commandId"] for c in page} == set(recent + pending)
     assert commands.query(svc, app_id, device_id, *WINDOW, 0, 100)[0] == 5
     assert commands.query(svc, app_id, None, *WINDOW, 0, 100, ["CANCELED"])[0] == 1
     assert commands.query(svc, app_id, device_id, *WINDOW, 0, 100, ["PENDING"])[0] == 4
@@ -204,7 +212,8 @@ def test_queries_stay_exact_while_removal_runs(short, app_id):
     for thread in threads:
         thread.join(60)
     assert failures == []
-    assert len(seen) > 1 and seen == sorted(seen, reverse=True)  # totals only ever go down
+    assert len(seen) > 1
+    assert seen == sorted(seen, reverse=True)  # totals only ever go down
     assert seen[0] <= len(finished) + len(all_kept)
     assert commands.query(svc, app_id, None, *WINDOW, 0, 1000)[0] == len(all_kept)
     assert [c for c in finished if c in everything(svc)] == []
