@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit-integration redis7 lint format bench bench-memory bench-scale fuzz clean
+.PHONY: install run test test-unit-integration redis7 lint format bench bench-memory bench-scale soak fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench: install
 
 bench-memory: install
 	$(BIN)/python -m bench.memory
+
+# The long soak (five minutes): steady load with a 5 s retention; memory must level off (the
+# test suite runs a 30 s version, tests/integration/test_soak.py).
+soak: install
+	$(BIN)/python -m bench.soak
 
 # Create and sweep on a Redis Cluster of 1 vs 3 masters: server CPU per command and balance.
 bench-scale: install
