@@ -24,8 +24,16 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from devcmd.config import Config
-from devcmd.domain import auth, commands, delivery, devices, notifications, retention
-from devcmd.domain import revocations, southbound
+from devcmd.domain import (
+    auth,
+    commands,
+    delivery,
+    devices,
+    notifications,
+    retention,
+    revocations,
+    southbound,
+)
 from devcmd.embedded import temporary_server
 from devcmd.receiver import parse, serving, wsgi_app
 from devcmd.services import Services

@@ -116,3 +116,16 @@ def _next_due(svc: Services, app_id: str, device_id: str, now: int) -> int:
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+def register_existing(svc: Services) -> int:
+    """Put every device of every application (live ones, and deleted ones that still have
+    commands) on the retention index: for a store written before retention existed (`devcmd
+    migrate` calls it; safe to run twice). Returns how many devices it saw."""
+    now, seen = now_ms(), 0
+    for app_id in svc.apps.all_ids():
+        device_ids = set(svc.devices.ids(app_id)) | svc.retention.command_devices(app_id)
+        for device_id in device_ids:
+            svc.retention.register(app_id, device_id, now)
+        seen += len(device_ids)
+    return seen

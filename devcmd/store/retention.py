@@ -48,6 +48,10 @@ class RetentionStore:
         so a crash cannot leave a device retention never looks at)."""
         self.redis.zadd(self._key(device_id), {member(app_id, device_id): due_ms}, nx=True)
 
+    def command_devices(self, app_id: str) -> set[str]:
+        """Devices of the application that have had commands (deleted ones too)."""
+        return self.redis.smembers(keys.app_command_device_ids(app_id))
+
     def due_devices(self, bucket: int, now: int, limit: int) -> list[tuple[str, str]]:
         """Up to `limit` devices of one bucket whose finished work may be due by `now`."""
         found = self.redis.zrangebyscore(keys.retention(bucket), "-inf", now, start=0, num=limit)

@@ -217,3 +217,15 @@ def test_queries_stay_exact_while_removal_runs(short, app_id):
     assert seen[0] <= len(finished) + len(all_kept)
     assert commands.query(svc, app_id, None, *WINDOW, 0, 1000)[0] == len(all_kept)
     assert [c for c in finished if c in everything(svc)] == []
+
+
+def test_devices_of_an_older_store_join_the_retention_index(short, app_id, device_id):
+    svc = short
+    ids = create(svc, app_id, device_id, 2)
+    for command_id in ids:
+        commands.cancel(svc, app_id, command_id)
+    svc.retention.unregister(app_id, device_id)  # as a store written before retention existed
+    later = now_ms() + 5000
+    assert forget_all(svc, now=later) == 0
+    assert retention.register_existing(svc) == 1
+    assert forget_all(svc, now=later) == 2
