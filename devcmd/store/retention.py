@@ -103,13 +103,8 @@ class RetentionStore:
     def forget_commands(self, app_id: str, device_id: str, due: Due, keep: list[str]) -> int:
         """Remove the due commands but `keep`: application entries first, then the device's
         (forget_commands.lua). Returns how many were removed; -1 if another run took them."""
-        gone = [cid for cid in due.ids if cid not in set(keep)]
-        pipe = self.redis.pipeline(transaction=False)  # one slot: the application's
-        for first in range(0, len(gone), 1000):
-            chunk = gone[first : first + 1000]
-            pipe.zrem(keys.app_commands(app_id), *chunk)
-            pipe.hdel(keys.app_command_devices(app_id), *chunk)
-        pipe.execute()
+        kept = set(keep)
+        self.unlist_commands(app_id, [cid for cid in due.ids if cid not in kept])
         script_keys = keys.for_device(
             app_id,
             device_id,
@@ -127,6 +122,16 @@ class RetentionStore:
         )
         reply = self.scripts.forget_commands(keys=script_keys, args=[due.entries, due.first, *keep])
         return reply[0]
+
+    def unlist_commands(self, app_id: str, command_ids: list[str]) -> None:
+        """The application-level step: drop commands from `dc:{appId}:commands` and
+        `command-devices` (one slot, the application's)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for first in range(0, len(command_ids), 1000):
+            chunk = command_ids[first : first + 1000]
+            pipe.zrem(keys.app_commands(app_id), *chunk)
+            pipe.hdel(keys.app_command_devices(app_id), *chunk)
+        pipe.execute()
 
     def forget_tasks(self, app_id: str, device_id: str, due: Due) -> int:
         """Remove the due finished tasks: application entries first, then the device's."""

@@ -20,7 +20,6 @@ from devcmd.domain import (
     revocations,
     southbound,
 )
-from devcmd.store import keys
 from tests import backends
 from tests.integration.test_notifications import queued_refs
 
@@ -150,25 +149,37 @@ def test_a_command_whose_callback_is_still_being_sent_is_kept_until_it_settles(
     assert [i for i in ids if i in text] == []
 
 
-def test_a_crash_between_the_application_and_the_device_step_leaves_counts_exact(
-    short, app_id, device_id
+class Crash(Exception):
+    """The process running retention dies here."""
+
+
+def crash(*args, **kwargs):
+    raise Crash
+
+
+@pytest.mark.parametrize("step", ["unlist_commands", "forget_commands"])
+def test_a_crash_at_either_removal_step_leaves_counts_exact(
+    short, app_id, device_id, monkeypatch, step
 ):
     svc = short
     ids = create(svc, app_id, device_id, 5)
     for command_id in ids:
         commands.cancel(svc, app_id, command_id)
-    due = svc.retention.due_commands(app_id, device_id, now_ms() + 5000, 100)
-    # The application step alone, as a process that died before the device's script.
-    svc.redis.zrem(keys.app_commands(app_id), *due.ids)
-    svc.redis.hdel(keys.app_command_devices(app_id), *due.ids)
-    total, page = commands.query(svc, app_id, None, *WINDOW, 0, 100)
-    assert (total, page) == (0, [])
-    with pytest.raises(errors.CommandNotFound):
-        commands.get(svc, app_id, ids[0])
-    total, page = commands.query(svc, app_id, device_id, *WINDOW, 0, 100)
-    assert total == len(page) == 5
-    assert forget_all(svc, now=now_ms() + 5000) == 5  # the next run finishes the job
+    later = now_ms() + 5000
+    target = svc.retention if step == "unlist_commands" else svc.scripts
+    with monkeypatch.context() as patched:
+        patched.setattr(target, step, crash)
+        with pytest.raises(Crash):
+            retention.forget_due(svc, now=later)
+    for device in (None, device_id):  # what each listing counts, it shows
+        total, page = commands.query(svc, app_id, device, *WINDOW, 0, 100)
+        assert total == len(page)
+    # The application's listing shows nothing that a lookup by id would not find.
+    for command in commands.query(svc, app_id, None, *WINDOW, 0, 100)[1]:
+        assert commands.get(svc, app_id, command["commandId"]) == command
+    assert forget_all(svc, now=later) == 5  # the next run finishes the job
     assert commands.query(svc, app_id, device_id, *WINDOW, 0, 100) == (0, [])
+    assert [line for line in everything(svc).splitlines() if any(i in line for i in ids)] == []
 
 
 def test_queries_stay_exact_while_removal_runs(short, app_id):

@@ -62,7 +62,7 @@ if #taken > 0 then
       local listed = table.concat(expired, ',')
       redis.call('RPUSH', outbox, 'EXPIRED ' .. now .. ' ' .. listed)
       redis.call('RPUSH', debt, 'EXPIRED ' .. listed)
-      record_finished(KEYS[7], now, expired)
+      redis.call('RPUSH', KEYS[7], now .. ' ' .. listed)  -- finished (finished_index.lua)
     end
   end
 end
@@ -79,7 +79,7 @@ if n > 0 then
   local listed = table.concat(ids, ',')
   redis.call('RPUSH', outbox, 'CANCELED ' .. now .. ' ' .. listed)
   redis.call('RPUSH', debt, 'CANCELED ' .. listed)
-  record_finished(KEYS[7], now, ids)
+  redis.call('RPUSH', KEYS[7], now .. ' ' .. listed)
 end
 
 local function reply(state, final, count)
