@@ -41,7 +41,8 @@ def _forget_bucket(svc: Services, bucket: int, now: int) -> Counter:
     for app_id, device_id in svc.retention.due_devices(bucket, now, DEVICES_PER_RUN):
         if counts["commands"] >= budget or counts["tasks"] >= budget:
             break
-        done = forget_device(svc, app_id, device_id, now, budget - max(counts.values(), default=0))
+        left = budget - max(counts["commands"], counts["tasks"])
+        done = forget_device(svc, app_id, device_id, now, left)
         counts.update(done)
     return counts
 
@@ -57,6 +58,9 @@ def forget_device(svc: Services, app_id: str, device_id: str, now: int, budget: 
         tasks=_forget_tasks(svc, app_id, device_id, now, budget),
     )
     exhausted = done["commands"] >= budget or done["tasks"] >= budget
+    if not exhausted and svc.retention.forget_deleted_device(app_id, device_id):
+        done["devices"] = 1
+        return done
     svc.retention.schedule(
         app_id, device_id, now if exhausted else _next_due(svc, app_id, device_id, now)
     )

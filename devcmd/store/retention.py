@@ -16,6 +16,16 @@ from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
 STATUSES_NOTIFIED = ("SENT", "DELIVERED", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
+ALL_STATUSES = (
+    "PENDING",
+    "SENT",
+    "DELIVERED",
+    "SUCCESSFUL",
+    "FAILED",
+    "TIMEOUT",
+    "CANCELED",
+    "EXPIRED",
+)
 FORGET_STATUSES = ("PENDING", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
 PENDING_NOTIFICATION = '"state":"pending"'  # as orjson writes a record still in delivery
 
@@ -149,6 +159,39 @@ class RetentionStore:
             args=[due.first, *due.ids],
         )
         return reply[0]
+
+    def forget_deleted_device(self, app_id: str, device_id: str) -> bool:
+        """Remove a deleted device that has nothing left (forget_device.lua), then its entries
+        in its application's command devices and in the shared indexes (a crash in between
+        leaves entries that name an empty device: counted as none, and removed next time)."""
+        device_keys = keys.for_device(
+            app_id,
+            device_id,
+            keys.device,
+            keys.device_commands,
+            keys.device_tasks,
+            keys.finished,
+            keys.finished_tasks,
+            keys.pending,
+            keys.statuses,
+            keys.callbacks,
+            keys.status_debt,
+            keys.expiry,
+            keys.documents,
+            keys.lifecycle,
+            keys.in_flight,
+            keys.retransmit,
+            keys.outbox,
+            keys.notifications,
+            *map(keys.in_status, ALL_STATUSES),
+        )
+        if not self.scripts.forget_device(keys=device_keys):
+            return False
+        self.redis.srem(keys.app_command_device_ids(app_id), device_id)
+        number, name = keys.bucket(device_id, self.buckets), member(app_id, device_id)
+        self.redis.zrem(keys.timers(number), name)
+        self.redis.zrem(keys.retention(number), name)
+        return True
 
     def trim_failed_notifications(self, bucket: int, cutoff: int) -> int:
         """Drop references to notifications given up before `cutoff` from the re-send index."""

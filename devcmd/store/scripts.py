@@ -28,6 +28,7 @@ NAMES = (
     "drop_outbox",
     "forget_commands",
     "forget_tasks",
+    "forget_device",
 )
 
 
@@ -78,3 +79,4 @@ class Scripts:
     drop_outbox: Script
     forget_commands: Script
     forget_tasks: Script
+    forget_device: Script

@@ -20,6 +20,7 @@ from devcmd.domain import (
     revocations,
     southbound,
 )
+from devcmd.store import keys
 from tests import backends
 from tests.integration.test_notifications import queued_refs
 
@@ -240,3 +241,29 @@ def test_devices_of_an_older_store_join_the_retention_index(short, app_id, devic
     assert forget_all(svc, now=later) == 0
     assert retention.register_existing(svc) == 1
     assert forget_all(svc, now=later) == 2
+
+
+def test_a_deleted_device_goes_once_its_commands_and_tasks_are_gone(short, app_id, device_id):
+    svc = short
+    create(svc, app_id, device_id, 3)
+    devices.delete(svc, app_id, device_id)
+    (task_id,) = svc.redis.zrange(keys.device_tasks(app_id, device_id), 0, -1)
+    while not revocations.sweep(svc, app_id, device_id, task_id).done:
+        pass
+    notifications.flush(svc, app_id, device_id)
+    assert device_id in everything(svc)
+    assert forget_all(svc, now=now_ms() + 5000) == 3 + 1 + 1  # commands, task, device
+    assert [line for line in everything(svc).splitlines() if device_id in line] == []
+    assert commands.query(svc, app_id, None, *WINDOW, 0, 10, ["CANCELED"]) == (0, [])
+
+
+def test_a_bucket_job_removes_only_its_own_bucket(short, app_id):
+    svc = short
+    device_ids = [devices.register(svc, app_id, f"n{i}", None, None)["deviceId"] for i in range(24)]
+    for device_id in device_ids:
+        commands.cancel(svc, app_id, create(svc, app_id, device_id, 1)[0])
+    later = now_ms() + 5000
+    by_bucket = [keys.bucket(d, svc.config.index_buckets) for d in device_ids]
+    one = by_bucket[0]
+    assert retention.forget_due(svc, [one], now=later)["commands"] == by_bucket.count(one)
+    assert commands.query(svc, app_id, None, *WINDOW, 0, 100)[0] == 24 - by_bucket.count(one)
