@@ -222,7 +222,7 @@ def _load(soak: Soak, seconds: float, rate: int, every: float, report) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300.0)
-    parser.add_argument("--rate", type=int, default=1000, help="commands created per second")
+    parser.add_argument("--rate", type=int, default=300, help="commands created per second")
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--retention", type=float, default=5.0, help="seconds kept when done")
     parser.add_argument("--retention-every", type=float, default=1.0)

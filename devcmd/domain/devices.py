@@ -46,7 +46,12 @@ def register(
         "lastModifiedTime": now,
     } | names
     svc.retention.register(app_id, device_id, now)  # before the device: see RetentionStore
-    svc.devices.create(app_id, device_id, record)
+    try:
+        svc.devices.create(app_id, device_id, record)
+    except (errors.NodeIdTaken, errors.IdentityTaken):
+        # A refused registration leaves no entry behind (ids a caller makes up must not pile up).
+        svc.retention.forget_unknown(app_id, device_id)
+        raise
     answer = {"deviceId": device_id, "verifyCode": verify_code, "timeout": timeout, "psk": psk}
     return answer | names
 

@@ -70,6 +70,11 @@ class RetentionStore:
     def schedule(self, app_id: str, device_id: str, due_ms: int) -> None:
         self.redis.zadd(self._key(device_id), {member(app_id, device_id): due_ms})
 
+    def forget_unknown(self, app_id: str, device_id: str) -> None:
+        """Drop the entry of a device whose registration was refused (no record exists)."""
+        if not self.redis.exists(keys.device(app_id, device_id)):
+            self.unregister(app_id, device_id)
+
     def unregister(self, app_id: str, device_id: str) -> None:
         self.redis.zrem(self._key(device_id), member(app_id, device_id))
 

@@ -267,3 +267,13 @@ def test_a_bucket_job_removes_only_its_own_bucket(short, app_id):
     one = by_bucket[0]
     assert retention.forget_due(svc, [one], now=later)["commands"] == by_bucket.count(one)
     assert commands.query(svc, app_id, None, *WINDOW, 0, 100)[0] == 24 - by_bucket.count(one)
+
+
+def test_a_refused_registration_leaves_no_retention_entry(svc, app_id, device_id):
+    def entries() -> int:
+        return sum(svc.redis.zcard(keys.retention(b)) for b in svc.buckets)
+
+    assert entries() == 1
+    with pytest.raises(errors.NodeIdTaken):
+        devices.register(svc, app_id, "node-1", None, None)  # the fixture's device has it
+    assert entries() == 1
