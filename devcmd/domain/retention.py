@@ -61,9 +61,10 @@ def forget_device(svc: Services, app_id: str, device_id: str, now: int, budget: 
     if not exhausted and svc.retention.forget_deleted_device(app_id, device_id):
         done["devices"] = 1
         return done
-    svc.retention.schedule(
-        app_id, device_id, now if exhausted else _next_due(svc, app_id, device_id, now)
-    )
+    # A device whose due work had to wait (an undrained outbox, a callback still being sent)
+    # goes behind the devices due before it: no device keeps the others waiting.
+    later = now if exhausted else max(_next_due(svc, app_id, device_id, now), now + 1)
+    svc.retention.schedule(app_id, device_id, later)
     return done
 
 
