@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 
 from devcmd import errors
 from devcmd.store import keys
@@ -39,7 +40,13 @@ class TimerIndex:
         Callers schedule before and after the Lua step that creates the timer: before, so a
         crash in between cannot lose it; after, so a tick racing with the step cannot hide it.
         """
-        self.redis.zadd(self._key(device_id), {f"{app_id}/{device_id}": due_ms}, lt=True)
+        self.queue_schedule(self.redis, app_id, device_id, due_ms)
+
+    def queue_schedule(
+        self, pipe: Redis | Pipeline, app_id: str, device_id: str, due_ms: int
+    ) -> None:
+        """`schedule` as one command of `pipe` (a transaction that also creates the timer)."""
+        pipe.zadd(self._key(device_id), {f"{app_id}/{device_id}": due_ms}, lt=True)
 
     def forget_unknown(self, app_id: str, device_id: str) -> None:
         """Drop what a refused create scheduled for a device the application never had, so ids
