@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import cache
 
 from flask import Flask, Response, g, request
+from prometheus_client import Counter, Histogram
 
 from devcmd import logs, metrics
 
@@ -33,8 +35,8 @@ def _finish(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id") or logs.accept_request_id(None)
     route = request.url_rule.rule if request.url_rule else UNMATCHED
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
-    metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-    metrics.HTTP_DURATION.labels(request.method, route).observe(seconds)
+    _counter(request.method, route, response.status_code).inc()
+    _histogram(request.method, route).observe(seconds)
     access_log.info(
         "%s %s %d",
         request.method,
@@ -49,6 +51,21 @@ def _finish(response: Response) -> Response:
         },
     )
     return response
+
+
+@cache
+def _counter(method: str, route: str, status: int) -> Counter:
+    """The request counter of one (method, route, status): prometheus_client's `labels` checks
+    and joins its arguments on every call, so each route's child is looked up once. Routes are
+    the app's URL rules (and one label for unmatched paths): the cache holds no more than the
+    metric's own children."""
+    return metrics.HTTP_REQUESTS.labels(method, route, str(status))
+
+
+@cache
+def _histogram(method: str, route: str) -> Histogram:
+    """The duration histogram of one (method, route), looked up once (see `_counter`)."""
+    return metrics.HTTP_DURATION.labels(method, route)
 
 
 def _forget(_exc: BaseException | None) -> None:
