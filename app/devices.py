@@ -8,7 +8,7 @@ from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.idempotency import idempotent, new_id
 from app.schemas import json_body, schema
-from app.schemas.devices import DeviceAnswer, RegisterBody, Registered
+from app.schemas.devices import DeviceAnswer, RegisterBody, Registered, device_answer
 from devcmd import errors
 from devcmd.domain import devices
 
@@ -42,7 +42,7 @@ def register():
 @authenticated
 @doc("Query a device", answers={200: DeviceAnswer}, raises=(errors.DeviceNotFound,))
 def get(device_id: str):
-    return schema(DeviceAnswer).dump(devices.get(services(), app_id(), device_id))
+    return device_answer(devices.get(services(), app_id(), device_id))
 
 
 @bp.delete("/dm/v1.4.0/devices/<device_id>")
