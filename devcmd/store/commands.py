@@ -11,11 +11,10 @@ from typing import Any
 import orjson
 from redis import Redis
 from redis.client import Pipeline
-from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from devcmd import errors, faults
-from devcmd.store import keys
+from devcmd.store import keys, scripts
 from devcmd.store.scripts import Scripts, slot_client
 from devcmd.store.southbound import TimerIndex
 
@@ -40,10 +39,10 @@ class CommandStore:
         per slot.
         """
         app_id, device_id = record["appId"], record["deviceId"]
-        if isinstance(self.redis, RedisCluster):
-            added, code = self._create_in_steps(record, due_ms, max_pending)
-        else:
+        if scripts.pipelined(self.redis):
             added, code = self._create_at_once(record, due_ms, max_pending)
+        else:
+            added, code = self._create_in_steps(record, due_ms, max_pending)
         if code >= 0:
             return code == 1
         if added:
@@ -77,16 +76,16 @@ class CommandStore:
         pipe = self.redis.pipeline(transaction=False)
         self._queue_index(pipe, app_id, device_id, command_id, record["creationTime"])
         self.timers.queue_schedule(pipe, app_id, device_id, due_ms)
-        pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+        scripts.queue(pipe, script, script_keys, args)
         self.timers.queue_schedule(pipe, app_id, device_id, due_ms)
         replies = pipe.execute(raise_on_error=False)
         added, answer = replies[1] == 1, replies[4]
         if isinstance(answer, NoScriptError):
-            # The server lost its scripts (restart, SCRIPT FLUSH): the script runs alone,
-            # loaded by redis-py, and the timer after it, so a tick in between cannot hide it.
+            # The script runs again alone (see scripts.reply), and the timer after it, so a
+            # tick in between cannot hide it.
             undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
             with faults.undone_if_refused(undo):
-                answer = script(keys=script_keys, args=args)
+                answer = scripts.reply(answer, script, script_keys, args)
             self.timers.schedule(app_id, device_id, due_ms)
         elif isinstance(answer, Exception):
             if added and faults.refusal(answer):

@@ -348,3 +348,22 @@ def test_oom_between_claiming_an_app_id_and_writing_the_app_leaves_the_id_free(a
     assert keys_and_values(admin) == before
     admin.config_set("maxmemory", 0)
     assert auth.create_application(svc, app_id="app-b", secret="secret-b")["appId"] == "app-b"
+
+
+def test_a_server_that_lost_its_scripts_still_creates_and_hands_out_commands(
+    client, admin, world
+) -> None:
+    """Create and device fetch send their script by sha inside a pipeline with the timer
+    writes: on a server that lost its scripts (restarted, SCRIPT FLUSH) the script runs again,
+    loaded, and the command is created and handed out once each."""
+    _, create_path, create_kwargs = calls(world)["create command"]
+    _, fetch_path, fetch_kwargs = calls(world)["device fetch"]
+    admin.script_flush()
+    created = client.post(create_path, **create_kwargs)
+    assert created.status_code == 201
+    admin.script_flush()
+    first = client.get(fetch_path, **fetch_kwargs)
+    second = client.get(fetch_path, **fetch_kwargs)
+    third = client.get(fetch_path, **fetch_kwargs)
+    handed = [c["commandId"] for r in (first, second, third) for c in r.json["commands"]]
+    assert handed == [world["commandId"], created.json["commandId"]]
