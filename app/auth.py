@@ -7,7 +7,7 @@ from flask import Blueprint, request
 from app.apidoc import doc
 from app.context import services
 from app.flow import limited
-from app.schemas import form_or_json, json_body
+from app.schemas import form_or_json, json_body, schema
 from app.schemas.auth import LoginBody, LogoutBody, RefreshBody, TokenAnswer
 from devcmd import errors
 from devcmd.domain import auth
@@ -33,7 +33,7 @@ def login():
     """Form (as OceanConnect) or JSON `appId` + `secret`, declared or not."""
     data = form_or_json()
     tokens = auth.login(services(), data.get("appId"), data.get("secret"))
-    return TokenAnswer().dump(tokens)
+    return schema(TokenAnswer).dump(tokens)
 
 
 @bp.post("/refreshToken")
@@ -46,9 +46,9 @@ def login():
 )
 @limited("login")
 def refresh():
-    body = RefreshBody().load(form_or_json())
+    body = schema(RefreshBody).load(form_or_json())
     tokens = auth.refresh(services(), body["appId"], body["secret"], body["refreshToken"])
-    return TokenAnswer().dump(tokens)
+    return schema(TokenAnswer).dump(tokens)
 
 
 @bp.post("/logout")
@@ -59,6 +59,6 @@ def refresh():
     raises=(errors.TokenInvalid,),
 )
 def logout():
-    body = json_body(LogoutBody())
+    body = json_body(LogoutBody)
     auth.logout(services(), body["accessToken"], request.headers.get("app_key"))
     return "", 204

@@ -7,7 +7,7 @@ from flask import Blueprint
 from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.idempotency import idempotent, new_id
-from app.schemas import json_body, query_args
+from app.schemas import json_body, query_args, schema
 from app.schemas.commands import (
     CancelCommandBody,
     CommandsPage,
@@ -33,7 +33,7 @@ bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceComm
 )
 @idempotent()
 def create():
-    body = json_body(CreateCommandBody())
+    body = json_body(CreateCommandBody)
     device_id, command = body.pop("deviceId"), body.pop("command")
     command = commands.create(services(), app_id(), device_id, command, body, command_id=new_id())
     return command_answer(command), 201
@@ -47,7 +47,7 @@ def create():
     answers={200: CommandsPage},
 )
 def query():
-    q = query_args(CommandsQuery())
+    q = query_args(CommandsQuery)
     total, page = commands.query(
         services(),
         app_id(),
@@ -74,7 +74,10 @@ def query():
 def notification_history(command_id: str):
     """Our extension: every callback of the command, with its delivery attempts."""
     records = notifications.history(services(), app_id(), command_id)
-    return {"commandId": command_id, "notifications": NotificationAnswer(many=True).dump(records)}
+    return {
+        "commandId": command_id,
+        "notifications": schema(NotificationAnswer, many=True).dump(records),
+    }
 
 
 @bp.put("/<command_id>")
@@ -86,5 +89,5 @@ def notification_history(command_id: str):
     raises=(errors.CommandNotFound, errors.CommandNotCancellable),
 )
 def cancel(command_id: str):
-    json_body(CancelCommandBody())
+    json_body(CancelCommandBody)
     return command_answer(commands.cancel(services(), app_id(), command_id))

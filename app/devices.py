@@ -7,8 +7,8 @@ from flask import Blueprint
 from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.idempotency import idempotent, new_id
-from app.schemas import json_body
-from app.schemas.devices import DeviceAnswer, RegisterBody, Registered
+from app.schemas import json_body, schema
+from app.schemas.devices import DeviceAnswer, RegisterBody, Registered, device_answer
 from devcmd import errors
 from devcmd.domain import devices
 
@@ -25,7 +25,7 @@ bp = Blueprint("devices", __name__, url_prefix="/iocm/app")
 )
 @idempotent()
 def register():
-    body = json_body(RegisterBody())
+    body = json_body(RegisterBody)
     device = devices.register(
         services(),
         app_id(),
@@ -35,14 +35,14 @@ def register():
         device_id=new_id(),
         **body,
     )
-    return Registered().dump(device)
+    return schema(Registered).dump(device)
 
 
 @bp.get("/dm/v1.4.0/devices/<device_id>")
 @authenticated
 @doc("Query a device", answers={200: DeviceAnswer}, raises=(errors.DeviceNotFound,))
 def get(device_id: str):
-    return DeviceAnswer().dump(devices.get(services(), app_id(), device_id))
+    return device_answer(devices.get(services(), app_id(), device_id))
 
 
 @bp.delete("/dm/v1.4.0/devices/<device_id>")

@@ -11,7 +11,7 @@ from flask import Blueprint, g, request
 from app.apidoc import doc
 from app.context import acting_for, app_id, request_id, services
 from app.idempotency import idempotent, new_id
-from app.schemas import BaseSchema, optional_json_body, query_args
+from app.schemas import BaseSchema, optional_json_body, query_args, schema
 from app.schemas.enos import (
     CancelAnswer,
     CancelQuery,
@@ -34,9 +34,9 @@ from devcmd.domain import enos
 bp = Blueprint("enos", __name__, url_prefix="/connect-service/v2.1")
 
 
-def _device(schema: DeviceQuery) -> tuple[dict, dict]:
-    """The parsed query and the device it names."""
-    query = query_args(schema)
+def _device(kind: type[DeviceQuery]) -> tuple[dict, dict]:
+    """The parsed query (schema `kind`) and the device it names."""
+    query = query_args(kind)
     return query, enos.find_device(services(), app_id(), query)
 
 
@@ -58,8 +58,8 @@ def _commands(records: list[dict], device: dict) -> list[dict]:
     ),
 )
 def cancel() -> dict:
-    optional_json_body(BaseSchema())  # no body is read, but one sent must be a JSON object
-    query, device = _device(CancelQuery())
+    optional_json_body(BaseSchema)  # no body is read, but one sent must be a JSON object
+    query, device = _device(CancelQuery)
     cancelled = enos.cancel(services(), app_id(), device["deviceId"], query["commandId"])
     return {"data": _commands(cancelled, device)}
 
@@ -71,8 +71,8 @@ def cancel() -> dict:
     raises=(errors.DeviceNotFound, errors.CommandNotFound),
 )
 def get() -> dict:
-    optional_json_body(BaseSchema())  # no body is read, but one sent must be a JSON object
-    query, device = _device(GetQuery())
+    optional_json_body(BaseSchema)  # no body is read, but one sent must be a JSON object
+    query, device = _device(GetQuery)
     command = enos.get_command(services(), app_id(), device["deviceId"], query["commandId"])
     return {"data": _commands([command], device)[0]}
 
@@ -85,9 +85,9 @@ def get() -> dict:
     raises=(errors.DeviceNotFound,),
 )
 def search() -> dict:
-    _, device = _device(DeviceQuery())
-    body = optional_json_body(SearchBody())
-    page = body["pagination"] or Pagination().load({})
+    _, device = _device(DeviceQuery)
+    body = optional_json_body(SearchBody)
+    page = body["pagination"] or schema(Pagination).load({})
     total, records = enos.search(
         services(),
         app_id(),
@@ -108,8 +108,8 @@ def search() -> dict:
     raises=(errors.DeviceNotFound, errors.PendingLimitReached),
 )
 def invoke_service() -> dict:
-    query, device = _device(InvokeQuery())
-    body = optional_json_body(InvokeBody())
+    query, device = _device(InvokeQuery)
+    body = optional_json_body(InvokeBody)
     data = enos.invoke_service(
         services(),
         app_id(),

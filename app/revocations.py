@@ -7,7 +7,7 @@ from flask import Blueprint
 from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.idempotency import idempotent, new_id
-from app.schemas import json_body, query_args
+from app.schemas import json_body, query_args, schema
 from app.schemas.commands import command_answer
 from app.schemas.revocations import CreateTaskBody, TaskAnswer, TaskCreated, TasksPage, TasksQuery
 from devcmd import errors
@@ -26,9 +26,9 @@ bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceC
 )
 @idempotent()
 def create():
-    body = json_body(CreateTaskBody())
+    body = json_body(CreateTaskBody)
     task = revocations.open_task(services(), app_id(), body["deviceId"], new_id())
-    answer = TaskAnswer().dump(task)
+    answer = schema(TaskAnswer).dump(task)
     answer["deviceCommands"] = [command_answer(c) for c in task["deviceCommands"]]
     return answer, 201
 
@@ -37,7 +37,7 @@ def create():
 @authenticated
 @doc("Query revocation tasks", query=TasksQuery, answers={200: TasksPage})
 def query():
-    q = query_args(TasksQuery())
+    q = query_args(TasksQuery)
     filters = {
         "taskId": q["taskId"],
         "deviceId": q["deviceId"],
@@ -48,5 +48,5 @@ def query():
     total, page = revocations.query(services(), app_id(), filters, q["pageNo"], q["pageSize"])
     return {
         "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},
-        "data": TaskAnswer(many=True).dump(page),
+        "data": schema(TaskAnswer, many=True).dump(page),
     }

@@ -30,7 +30,7 @@ def _device_app(device_id: str) -> str:
 )
 def fetch(device_id: str):
     app_id = _device_app(device_id)
-    limit = query_args(FetchQuery())["max"]
+    limit = query_args(FetchQuery)["max"]
     return {"commands": southbound.fetch(services(), app_id, device_id, limit)}
 
 
@@ -56,7 +56,7 @@ def ack(device_id: str, command_id: str):
 )
 def result(device_id: str, command_id: str):
     app_id = _device_app(device_id)
-    body = json_body(ResultBody())
+    body = json_body(ResultBody)
     southbound.finish(
         services(), app_id, device_id, command_id, body["resultCode"], body["resultDetail"]
     )

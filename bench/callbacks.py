@@ -75,6 +75,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64, help="POSTs in flight")
+    parser.add_argument(
+        "--profile", action="store_true", help="print where the sender's time goes (pyinstrument)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench.callbacks needs wrk: apt-get install wrk (Debian/Ubuntu package `wrk`)")
@@ -123,6 +126,7 @@ def run(url: str, callback_url: str, args: argparse.Namespace, ceiling: float) -
     auth.create_application(svc, app_id="bench", secret="bench-secret")
     device_id = seed(svc, args.notifications, callback_url)
     sender = delivery.Sender(concurrency=args.concurrency)
+    profilers = start_profiling(sender) if args.profile else []
     started, cpu = time.perf_counter(), time.process_time()
     delivered = 0
     with Progress(console=console, transient=True) as progress:
@@ -133,6 +137,10 @@ def run(url: str, callback_url: str, args: argparse.Namespace, ceiling: float) -
             progress.advance(bar, len(refs))
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu  # this process's threads, the event loop's included
+    for name, profiler in zip(
+        ("delivery task (Redis, bookkeeping)", "event loop (HTTP)"), profilers, strict=False
+    ):
+        stop_profiling(sender, profiler, name)
     sender.close()
     records = [r for r in notifications_of(svc, device_id) if r]
     latencies = sorted(a["latencyMs"] for r in records for a in r["attempts"])
@@ -158,6 +166,33 @@ def run(url: str, callback_url: str, args: argparse.Namespace, ceiling: float) -
     console.print(f"target {TARGET:,}/s: {verdict}")
     if ceiling < HEADROOM * rate:
         console.print(f"the receiver is within {HEADROOM}x of the sender: it may be the limit")
+
+
+def start_profiling(sender: delivery.Sender) -> list:
+    """pyinstrument on this thread (what a delivery task does around the HTTP) and on the
+    sender's event loop thread (the HTTP and the per-attempt work)."""
+    from pyinstrument import Profiler
+
+    here, loop = Profiler(interval=0.0005), Profiler(interval=0.0005, async_mode="disabled")
+    here.start()
+
+    async def start() -> None:
+        loop.start()
+
+    sender.run(start())
+    return [here, loop]
+
+
+def stop_profiling(sender: delivery.Sender, profiler, name: str) -> None:
+    async def stop() -> None:
+        profiler.stop()
+
+    if profiler.is_running and name.startswith("event loop"):
+        sender.run(stop())
+    elif profiler.is_running:
+        profiler.stop()
+    console.print(f"[bold]{name}[/bold]")
+    print(profiler.output_text(unicode=False, color=False, show_all=False, short_mode=False))
 
 
 def notifications_of(svc: Services, device_id: str) -> list[dict | None]:

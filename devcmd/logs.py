@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 FIELDS = ("request_id", "celery_task_id", "task_name", "app_id", "device_id", "task_id")
 MAX_REQUEST_ID = 128
@@ -73,7 +73,9 @@ class ContextFilter(logging.Filter):
 def formatter(log_format: str = "json") -> logging.Formatter:
     """devcmd's line format: one JSON object per line, or text with the context appended."""
     if log_format == "json":
-        return JsonFormatter(
+        # orjson serializes the line in a fraction of the standard library's time (every
+        # request writes one).
+        return OrjsonFormatter(
             JSON_FIELDS,
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             reserved_attrs=[*RESERVED_ATTRS, "context"],

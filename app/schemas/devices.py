@@ -3,6 +3,9 @@
 from marshmallow import fields, validate
 
 from app.schemas import BaseSchema, HuaweiTime, StrictInteger, enos_name, identifier
+from devcmd.clock import to_huawei
+
+ENOS_NAMES = ("productKey", "deviceKey", "assetId")
 
 
 class RegisterBody(BaseSchema):
@@ -51,3 +54,22 @@ class DeviceAnswer(BaseSchema):
     lastModifiedTime = HuaweiTime(required=True)
     pendingCommands = fields.Integer(attribute="pendingCount", required=True)
     deviceInfo = Whole(DeviceInfo, required=True)
+
+
+def device_answer(device: dict) -> dict:
+    """OceanConnect's device answer, as `DeviceAnswer` documents it.
+
+    A plain function rather than a marshmallow dump, as `command_answer`: a dump of this small
+    answer cost about a tenth of the whole call (bench.profile).
+    """
+    info = {"nodeId": device["nodeId"], "status": "OFFLINE"}
+    info.update({name: device[name] for name in ENOS_NAMES if name in device})
+    return {
+        "deviceId": device["deviceId"],
+        "gatewayId": device["deviceId"],
+        "nodeType": "GATEWAY",
+        "createTime": to_huawei(device["createTime"]),
+        "lastModifiedTime": to_huawei(device["lastModifiedTime"]),
+        "pendingCommands": device["pendingCount"],
+        "deviceInfo": info,
+    }

@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from devcmd import errors, faults
-from devcmd.store import keys
+from devcmd.store import keys, scripts
 from devcmd.store.scripts import Scripts, slot_client
 from devcmd.store.southbound import TimerIndex
 
@@ -30,32 +31,89 @@ class CommandStore:
         """Queue a command; False if a command with its id exists already (nothing changed).
         Raises DeviceNotFound, PendingLimitReached.
 
-        Three slots, in this order: the application-level indexes (one transaction), the timer
-        index, then the device's script. If the script then refuses, the indexes are removed;
-        if the process dies in between, readers skip the dangling entry (no record behind it)
-        and the timer tick finds nothing due on the device.
+        Three slots, in this order: the application-level indexes, the timer index, the
+        device's script, then the timer index again. If the script refuses, the indexes are
+        removed; if the process dies in between, readers skip the dangling entry (no record
+        behind it) and the timer tick finds nothing due on the device. On one server all of it
+        is one pipeline (one round trip; the server runs it in order); on a cluster, one step
+        per slot.
         """
-        app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
-        now = record["creationTime"]
-        # Only indexes this call added are removed on a refusal: a second attempt at the same
-        # command (Idempotency-Key) must never unindex the first attempt's command.
-        added = self._index(app_id, device_id, command_id, now)
-        undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
-        self.timers.schedule(app_id, device_id, due_ms)
-        script_keys = self.create_keys(app_id, device_id)
-        document = orjson.dumps(record)
-        args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
-        with faults.undone_if_refused(undo):
-            code = self.scripts.create_command(keys=script_keys, args=args)[0]
+        app_id, device_id = record["appId"], record["deviceId"]
+        if scripts.pipelined(self.redis):
+            added, code = self._create_at_once(record, due_ms, max_pending)
+        else:
+            added, code = self._create_in_steps(record, due_ms, max_pending)
         if code >= 0:
-            self.timers.schedule(app_id, device_id, due_ms)
             return code == 1
-        undo()
+        if added:
+            self._unindex(app_id, record["commandId"])
         if code == -1:
             self.timers.forget_unknown(app_id, device_id)
             self._forget_unknown_device(app_id, device_id)
             raise errors.DeviceNotFound()
         raise errors.PendingLimitReached()
+
+    def _script_args(self, record: dict, due_ms: int, max_pending: int) -> list:
+        """The ARGV of `create_command.lua`."""
+        callback = record["callbackUrl"] or ""
+        document = orjson.dumps(record)
+        return [
+            record["commandId"],
+            record["creationTime"],
+            max_pending,
+            callback,
+            due_ms,
+            document,
+        ]
+
+    def _create_at_once(self, record: dict, due_ms: int, max_pending: int) -> tuple[bool, int]:
+        """One server: (whether this call added the indexes, the script's code), the steps of
+        `_create_in_steps` in one pipeline."""
+        app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
+        script = self.scripts.create_command
+        script_keys = self.create_keys(app_id, device_id)
+        args = self._script_args(record, due_ms, max_pending)
+        pipe = self.redis.pipeline(transaction=False)
+        self._queue_index(pipe, app_id, device_id, command_id, record["creationTime"])
+        self.timers.queue_schedule(pipe, app_id, device_id, due_ms)
+        scripts.queue(pipe, script, script_keys, args)
+        self.timers.queue_schedule(pipe, app_id, device_id, due_ms)
+        replies = pipe.execute(raise_on_error=False)
+        added, answer = replies[1] == 1, replies[4]
+        if isinstance(answer, NoScriptError):
+            # The script runs again alone (see scripts.reply), and the timer after it, so a
+            # tick in between cannot hide it.
+            undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
+            with faults.undone_if_refused(undo):
+                answer = scripts.reply(answer, script, script_keys, args)
+            self.timers.schedule(app_id, device_id, due_ms)
+        elif isinstance(answer, Exception):
+            if added and faults.refusal(answer):
+                self._unindex(app_id, command_id)  # refused: the script ran none of it
+            raise answer
+        for reply in replies[:4] + replies[5:]:
+            if isinstance(reply, Exception):  # an index or a timer write that failed
+                raise reply
+        return added, answer[0]
+
+    def _create_in_steps(self, record: dict, due_ms: int, max_pending: int) -> tuple[bool, int]:
+        """A cluster: (whether the indexes were added, the script's code), slot by slot."""
+        app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
+        # Only indexes this call added are removed on a refusal: a second attempt at the same
+        # command (Idempotency-Key) must never unindex the first attempt's command.
+        pipe = self.redis.pipeline(transaction=True)  # all three in the application's slot
+        self._queue_index(pipe, app_id, device_id, command_id, record["creationTime"])
+        added = bool(pipe.execute()[1])
+        undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
+        # Before the script, so a crash in between cannot lose the timer; after it, so a tick
+        # racing with the script cannot hide it.
+        self.timers.schedule(app_id, device_id, due_ms)
+        script_keys = self.create_keys(app_id, device_id)
+        args = self._script_args(record, due_ms, max_pending)
+        with faults.undone_if_refused(undo):
+            code = self.scripts.create_command(keys=script_keys, args=args)[0]
+        self.timers.schedule(app_id, device_id, due_ms)
+        return added, code
 
     @staticmethod
     def create_keys(app_id: str, device_id: str) -> list[str]:
@@ -73,14 +131,15 @@ class CommandStore:
             keys.in_status("PENDING"),
         )
 
-    def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> bool:
-        """Index the command in its application; False if it was indexed already."""
-        pipe = self.redis.pipeline(transaction=True)  # all three in the application's slot
+    @staticmethod
+    def _queue_index(
+        pipe: Pipeline, app_id: str, device_id: str, command_id: str, now: int
+    ) -> None:
+        """Index the command in its application (the second answer: 1 if it was not yet)."""
         pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
         # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
         pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
         pipe.sadd(keys.app_command_device_ids(app_id), device_id)
-        return bool(pipe.execute()[1])
 
     def _unindex(self, app_id: str, command_id: str) -> None:
         # No MULTI: refused when full. Both keys are in the application's slot.
@@ -170,8 +229,10 @@ class CommandStore:
     ) -> tuple[int, list[dict]]:
         """Commands created in [start, end], newest first: (total matching, one page)."""
         index = keys.device_commands(app_id, device_id) if device_id else keys.app_commands(app_id)
-        total = self.redis.zcount(index, start, end)
-        ids = self.redis.zrevrangebyscore(index, end, start, start=offset, num=limit)
+        pipe = self.redis.pipeline(transaction=False)  # one key: one round trip, any server
+        pipe.zcount(index, start, end)
+        pipe.zrevrangebyscore(index, end, start, start=offset, num=limit)
+        total, ids = pipe.execute()
         if device_id:
             return total, self.load(app_id, ((device_id, cid) for cid in ids))
         devices = self.redis.hmget(keys.app_command_devices(app_id), ids) if ids else []

@@ -172,6 +172,21 @@ class NotificationStore:
         raw = self.redis.hmget(keys.notifications(app_id, device_id), ids) if ids else []
         return [orjson.loads(r) if r else None for r in raw]
 
+    def load_by_device(
+        self, wanted: dict[tuple[str, str], list[str]]
+    ) -> dict[tuple[str, str, str], dict]:
+        """Records of several devices (ids per appId, deviceId) in one round trip, keyed by
+        (appId, deviceId, id); unknown ones are left out."""
+        pipe = self.redis.pipeline(transaction=False)
+        for (app_id, device_id), ids in wanted.items():
+            pipe.hmget(keys.notifications(app_id, device_id), ids)
+        found = {}
+        for ((app_id, device_id), ids), raw in zip(wanted.items(), pipe.execute(), strict=True):
+            for notification_id, record in zip(ids, raw, strict=True):
+                if record:
+                    found[app_id, device_id, notification_id] = orjson.loads(record)
+        return found
+
     def settle(self, refs: list[tuple[str, str, str]]) -> None:
         """Take notifications that need no further attempt off the due set."""
         if refs:

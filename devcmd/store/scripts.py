@@ -8,6 +8,7 @@ from importlib import resources
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 NAMES = (
     "create_command",
@@ -52,6 +53,28 @@ def slot_client(redis: Redis | RedisCluster, key: str) -> Redis:
     if not isinstance(redis, RedisCluster):
         return redis
     return redis.get_redis_connection(redis.get_node_from_key(key))
+
+
+def pipelined(redis: Redis | RedisCluster) -> bool:
+    """Whether a script can share a pipeline with writes to other slots, run in order: on one
+    server it can; a cluster pipeline refuses EVALSHA and splits its commands by node."""
+    return not isinstance(redis, RedisCluster)
+
+
+def queue(pipe, script: Script, keys: list[str], args: list) -> None:
+    """Queue `script` on a pipeline (by its sha; see `reply`)."""
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+
+def reply(answer, script: Script, keys: list[str], args: list):
+    """The answer of a script queued with `queue`. After NOSCRIPT (the server lost its scripts:
+    a restart, SCRIPT FLUSH) the script runs again alone, loaded by redis-py; other errors
+    raise."""
+    if isinstance(answer, NoScriptError):
+        return script(keys=keys, args=args)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 class Scripts:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 
 from devcmd import errors
-from devcmd.store import keys
+from devcmd.store import keys, scripts
 from devcmd.store.scripts import Scripts
 
 # The status indexes finish_command.lua moves between, in its KEYS order.
@@ -39,7 +40,13 @@ class TimerIndex:
         Callers schedule before and after the Lua step that creates the timer: before, so a
         crash in between cannot lose it; after, so a tick racing with the step cannot hide it.
         """
-        self.redis.zadd(self._key(device_id), {f"{app_id}/{device_id}": due_ms}, lt=True)
+        self.queue_schedule(self.redis, app_id, device_id, due_ms)
+
+    def queue_schedule(
+        self, pipe: Redis | Pipeline, app_id: str, device_id: str, due_ms: int
+    ) -> None:
+        """`schedule` as one command of `pipe` (a transaction that also creates the timer)."""
+        pipe.zadd(self._key(device_id), {f"{app_id}/{device_id}": due_ms}, lt=True)
 
     def forget_unknown(self, app_id: str, device_id: str) -> None:
         """Drop what a refused create scheduled for a device the application never had, so ids
@@ -96,26 +103,36 @@ class SouthboundStore:
         self, app_id: str, device_id: str, now: int, limit: int, ack_ms: int
     ) -> tuple[bool, list[str]]:
         """Mark up to `limit` deliverable commands SENT; returns (outbox written, their ids)."""
-        self.timers.schedule(app_id, device_id, now + ack_ms)
-        reply = self.scripts.fetch_commands(
-            keys=keys.for_device(
-                app_id,
-                device_id,
-                keys.device,
-                keys.pending,
-                keys.statuses,
-                keys.lifecycle,
-                keys.in_flight,
-                keys.retransmit,
-                keys.expiry,
-                keys.outbox,
-                keys.callbacks,
-                keys.device_commands,
-                *map(keys.in_status, ("PENDING", "SENT", "EXPIRED")),
-                keys.finished,
-            ),
-            args=[now, limit, ack_ms],
+        script, args = self.scripts.fetch_commands, [now, limit, ack_ms]
+        script_keys = keys.for_device(
+            app_id,
+            device_id,
+            keys.device,
+            keys.pending,
+            keys.statuses,
+            keys.lifecycle,
+            keys.in_flight,
+            keys.retransmit,
+            keys.expiry,
+            keys.outbox,
+            keys.callbacks,
+            keys.device_commands,
+            *map(keys.in_status, ("PENDING", "SENT", "EXPIRED")),
+            keys.finished,
         )
+        # The timer first (see TimerIndex.schedule); on one server with the script, in one
+        # round trip (the server runs them in order).
+        if scripts.pipelined(self.redis):
+            pipe = self.redis.pipeline(transaction=False)
+            self.timers.queue_schedule(pipe, app_id, device_id, now + ack_ms)
+            scripts.queue(pipe, script, script_keys, args)
+            scheduled, answer = pipe.execute(raise_on_error=False)
+            reply = scripts.reply(answer, script, script_keys, args)
+            if isinstance(scheduled, Exception):
+                raise scheduled
+        else:
+            self.timers.schedule(app_id, device_id, now + ack_ms)
+            reply = script(keys=script_keys, args=args)
         if reply[0] == -1:
             raise errors.DeviceNotFound()
         if len(reply) > 1:

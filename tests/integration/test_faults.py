@@ -293,31 +293,44 @@ def test_oom_before_a_cancel_leaves_the_command_pending_and_no_lost_callback(
     assert notifications.drain_dirty(svc) == 1
 
 
+@pytest.mark.parametrize("path", ["cluster steps", "one pipeline"])
 def test_oom_between_the_indexes_and_the_script_of_a_create_leaves_no_trace(
-    client, admin, svc, world
+    client, admin, svc, world, path
 ) -> None:
-    """A create writes the application's indexes (other hash slots), then runs its script: with
-    the server full in between, the script is refused, the indexes are removed again, and the
-    call answers 503 with every key as it was."""
-    real_script = svc.scripts.create_command
+    """On a cluster a create writes the application's indexes (other hash slots), then runs its
+    script: with the server full in between, the script is refused, the indexes are removed
+    again, and the call answers 503 with every key as it was. On one server the same writes go
+    as one pipeline: the server filling up as it is sent leaves no trace either."""
+    store = svc.commands
+    real_script, real_at_once = svc.scripts.create_command, store._create_at_once
+    real_queue = store.timers.queue_schedule
 
     def fill_then_run(*args, **kwargs):
         admin.config_set("maxmemory", 1)
         return real_script(*args, **kwargs)
 
+    def fill_then_queue(*args, **kwargs):
+        admin.config_set("maxmemory", 1)
+        return real_queue(*args, **kwargs)
+
     before = keys_and_values(admin)
-    svc.scripts.create_command = fill_then_run
-    _, path, kwargs = calls(world)["create command"]
-    reply = client.post(path, **kwargs)
-    assert_unavailable(reply, path)
+    if path == "cluster steps":  # a single server taking the cluster's path, step by step
+        svc.scripts.create_command = fill_then_run
+        store._create_at_once = store._create_in_steps
+    else:
+        store.timers.queue_schedule = fill_then_queue
+    _, create_path, kwargs = calls(world)["create command"]
+    reply = client.post(create_path, **kwargs)
+    assert_unavailable(reply, create_path)
     assert "OOM" in reply.json["error_desc"]
     assert keys_and_values(admin) == before
     listed = client.get(f"{CMDS}?deviceId={world['deviceId']}", headers=world["headers"])
     assert listed.json["pagination"]["totalSize"] == 1  # no ghost of the refused command
 
-    svc.scripts.create_command = real_script
+    svc.scripts.create_command, store._create_at_once = real_script, real_at_once
+    store.timers.queue_schedule = real_queue
     admin.config_set("maxmemory", 0)
-    assert client.post(path, **kwargs).status_code == 201
+    assert client.post(create_path, **kwargs).status_code == 201
 
 
 def test_oom_between_claiming_an_app_id_and_writing_the_app_leaves_the_id_free(admin, svc) -> None:
@@ -335,3 +348,22 @@ def test_oom_between_claiming_an_app_id_and_writing_the_app_leaves_the_id_free(a
     assert keys_and_values(admin) == before
     admin.config_set("maxmemory", 0)
     assert auth.create_application(svc, app_id="app-b", secret="secret-b")["appId"] == "app-b"
+
+
+def test_a_server_that_lost_its_scripts_still_creates_and_hands_out_commands(
+    client, admin, world
+) -> None:
+    """Create and device fetch send their script by sha inside a pipeline with the timer
+    writes: on a server that lost its scripts (restarted, SCRIPT FLUSH) the script runs again,
+    loaded, and the command is created and handed out once each."""
+    _, create_path, create_kwargs = calls(world)["create command"]
+    _, fetch_path, fetch_kwargs = calls(world)["device fetch"]
+    admin.script_flush()
+    created = client.post(create_path, **create_kwargs)
+    assert created.status_code == 201
+    admin.script_flush()
+    first = client.get(fetch_path, **fetch_kwargs)
+    second = client.get(fetch_path, **fetch_kwargs)
+    third = client.get(fetch_path, **fetch_kwargs)
+    handed = [c["commandId"] for r in (first, second, third) for c in r.json["commands"]]
+    assert handed == [world["commandId"], created.json["commandId"]]

@@ -213,3 +213,21 @@ def test_other_applications_see_nothing(client, svc, headers, device_id):
     assert client.post(TASKS, json={"deviceId": device_id}, headers=other).status_code == 404
     mine = client.get(f"{CMDS}?deviceId={device_id}", headers=headers).json["data"]
     assert [c["status"] for c in mine] == ["PENDING"]
+
+
+@pytest.mark.parametrize("names", [{}, {"productKey": "pk", "deviceKey": "dk", "assetId": "a1"}])
+def test_device_answer_is_what_its_documented_schema_dumps(client, svc, headers, names):
+    """The device answer is written by a plain function (app.schemas.devices.device_answer):
+    it must say exactly what the DeviceAnswer schema the OpenAPI document shows would."""
+    from app.schemas.devices import DeviceAnswer
+    from devcmd.domain import devices
+
+    registered = client.post(
+        "/iocm/app/reg/v1.1.0/deviceCredentials", json={"nodeId": "n2", **names}, headers=headers
+    )
+    device_id = registered.json["deviceId"]
+    create(client, headers, device_id)
+    answer = client.get(f"/iocm/app/dm/v1.4.0/devices/{device_id}", headers=headers).json
+    assert answer == DeviceAnswer().dump(devices.get(svc, "app-a", device_id))
+    assert answer["pendingCommands"] == 1
+    assert {k: answer["deviceInfo"].get(k) for k in names} == names

@@ -34,11 +34,9 @@ def deliver(svc: Services, sender: Sender, refs: list[list[str]]) -> dict[str, i
 
 
 def _pending(svc: Services, refs: list[list[str]]) -> list[dict]:
+    """The referenced records still pending, in one round trip."""
     by_device: dict[tuple[str, str], list[str]] = defaultdict(list)
     for app_id, device_id, notification_id in refs:
         by_device[app_id, device_id].append(notification_id)
-    records = []
-    for (app_id, device_id), ids in by_device.items():
-        loaded = svc.notifications.load(app_id, device_id, ids)
-        records += [r for r in loaded if r and r["state"] == "pending"]
-    return records
+    loaded = svc.notifications.load_by_device(by_device)
+    return [r for r in loaded.values() if r["state"] == "pending"]

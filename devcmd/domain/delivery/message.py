@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 
 def body(notification: dict) -> dict:
     """The OceanConnect command-status callback body."""
@@ -18,6 +20,11 @@ def body(notification: dict) -> dict:
 
 
 def payload(notification: dict) -> str:
-    """The body as sent and signed: compact JSON. The standard library, not orjson: a device's
-    `resultDetail` may hold integers beyond 64 bits, which orjson refuses."""
-    return json.dumps(body(notification), separators=(",", ":"))
+    """The body as sent and signed: compact JSON, by orjson; the standard library (same compact
+    form) only for a body orjson refuses: a device's `resultDetail` may hold integers beyond 64
+    bits."""
+    content = body(notification)
+    try:
+        return orjson.dumps(content).decode()
+    except TypeError:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False)

@@ -19,20 +19,29 @@ def sequences(records: list[dict]) -> list[list[dict]]:
 
 def blockers(svc: Services, records: list[dict]) -> dict[str, int]:
     """For notifications with an earlier status of the same command still pending elsewhere
-    (not in this batch): when that one is next due (they wait behind it)."""
+    (not in this batch): when that one is next due (they wait behind it). One round trip for
+    the whole batch."""
     ids = {r["id"] for r in records}
-    found: dict[str, int] = {}
+    earlier: dict[str, tuple[tuple[str, str], list[str]]] = {}
+    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for record in records:
         rank = STATUS_ORDER.get(record["status"], 9)
-        earlier = [
+        names = [
             f"msg_{record['commandId']}_{status}"
             for status, other in STATUS_ORDER.items()
             if other < rank and f"msg_{record['commandId']}_{status}" not in ids
         ]
-        if not earlier:
-            continue
-        loaded = svc.notifications.load(record["appId"], record["deviceId"], earlier)
-        due = [r["nextAttempt"] for r in loaded if r and r["state"] == "pending"]
+        if names:
+            device = (record["appId"], record["deviceId"])
+            earlier[record["id"]] = (device, names)
+            wanted[device].update(names)
+    if not wanted:
+        return {}
+    loaded = svc.notifications.load_by_device({d: sorted(n) for d, n in wanted.items()})
+    found: dict[str, int] = {}
+    for record_id, (device, names) in earlier.items():
+        others = (loaded.get((*device, name)) for name in names)
+        due = [r["nextAttempt"] for r in others if r and r["state"] == "pending"]
         if due:
-            found[record["id"]] = max(due)
+            found[record_id] = max(due)
     return found

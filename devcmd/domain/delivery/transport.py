@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import aiohttp
@@ -15,6 +16,14 @@ import aiohttp
 T = TypeVar("T")
 CONNECT_TIMEOUT = 3.0  # seconds at most to connect, whatever CALLBACK_TIMEOUT says
 CONCURRENCY = 64  # POSTs in flight per worker process
+
+
+@lru_cache(maxsize=16)
+def _timeouts(timeout: float) -> aiohttp.ClientTimeout:
+    """The limits of one POST for a CALLBACK_TIMEOUT (the same object for every POST)."""
+    return aiohttp.ClientTimeout(
+        total=None, connect=min(timeout, CONNECT_TIMEOUT), sock_read=timeout
+    )
 
 
 class TransportError(Exception):
@@ -37,16 +46,10 @@ class Sender:
         """Run `coroutine` on the sender's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def slots(self) -> asyncio.Semaphore:
-        """A fresh bound on concurrent work for one batch (made on the loop)."""
-        return asyncio.Semaphore(self.concurrency)
-
     async def post(self, url: str, payload: str, headers: dict[str, str], timeout: float) -> int:
         """POST and return the status; redirects are not followed. Raises TransportError."""
         session = self._session or self._open()
-        limits = aiohttp.ClientTimeout(
-            total=None, connect=min(timeout, CONNECT_TIMEOUT), sock_read=timeout
-        )
+        limits = _timeouts(timeout)
         try:
             async with session.post(
                 url, data=payload.encode(), headers=headers, timeout=limits, allow_redirects=False
@@ -57,7 +60,14 @@ class Sender:
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=["Accept"])
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            skip_auto_headers=["Accept"],
+            # Receivers' cookies are never sent back, and answers are never read: no cookie
+            # jar to filter and no decompressor to set up on every POST.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        )
         return self._session
 
     def close(self) -> None:
