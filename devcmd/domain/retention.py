@@ -1,5 +1,7 @@
-"""Retention: finished commands, finished revocation tasks and given-up notifications are
-removed once older than COMMAND_RETENTION, TASK_RETENTION and NOTIFICATION_RETENTION.
+"""Retention: finished commands, finished revocation tasks and settled notifications are
+removed once older than COMMAND_RETENTION, TASK_RETENTION and NOTIFICATION_RETENTION
+(delivered or stopped notification records; failed ones stay as long as their command, and
+leave the re-send index after NOTIFICATION_RETENTION).
 
 Beat runs `forget_due` once per index bucket; each run looks at the devices of its bucket whose
 finished work is due and removes at most RETENTION_BATCH commands (and as many tasks), so the
@@ -14,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from devcmd.clock import now_ms
+from devcmd.config import Config
 from devcmd.services import Services
 
 DEVICES_PER_RUN = 1000  # devices one bucket's run looks at
@@ -36,7 +39,7 @@ def _forget_bucket(svc: Services, bucket: int, now: int) -> Counter:
     counts: Counter = Counter()
     if svc.config.notification_retention > 0:
         cutoff = now - _ms(svc.config.notification_retention)
-        counts["notifications"] += svc.retention.trim_failed_notifications(bucket, cutoff)
+        counts["failed_unlisted"] += svc.retention.trim_failed_notifications(bucket, cutoff)
     budget = svc.config.retention_batch
     for app_id, device_id in svc.retention.due_devices(bucket, now, DEVICES_PER_RUN):
         if counts["commands"] >= budget or counts["tasks"] >= budget:
@@ -57,6 +60,8 @@ def forget_device(svc: Services, app_id: str, device_id: str, now: int, budget: 
         commands=_forget_commands(svc, app_id, device_id, now, budget),
         tasks=_forget_tasks(svc, app_id, device_id, now, budget),
     )
+    notified, next_notified = _forget_notified(svc, app_id, device_id, now, budget)
+    done["notifications"] += notified
     exhausted = done["commands"] >= budget or done["tasks"] >= budget
     if not exhausted and svc.retention.forget_deleted_device(app_id, device_id):
         done["devices"] = 1
@@ -64,6 +69,8 @@ def forget_device(svc: Services, app_id: str, device_id: str, now: int, budget: 
     # A device whose due work had to wait (an undrained outbox, a callback still being sent)
     # goes behind the devices due before it: no device keeps the others waiting.
     later = now if exhausted else max(_next_due(svc, app_id, device_id, now), now + 1)
+    if next_notified is not None:
+        later = min(later, max(next_notified, now + 1))
     svc.retention.schedule(app_id, device_id, later)
     return done
 
@@ -88,6 +95,18 @@ def _forget_commands(svc: Services, app_id: str, device_id: str, now: int, budge
             break
         removed += gone
     return removed
+
+
+def _forget_notified(
+    svc: Services, app_id: str, device_id: str, now: int, budget: int
+) -> tuple[int, int | None]:
+    """Remove records of notifications that settled for good (delivered, stopped) more than
+    NOTIFICATION_RETENTION ago; returns (how many, when the next one falls due or None)."""
+    retention = _ms(svc.config.notification_retention)
+    if not retention:
+        return 0, None
+    removed, next_ms = svc.retention.forget_notified(app_id, device_id, now - retention, budget)
+    return removed, (None if next_ms is None else next_ms + retention)
 
 
 def _forget_tasks(svc: Services, app_id: str, device_id: str, now: int, budget: int) -> int:
@@ -117,6 +136,14 @@ def _next_due(svc: Services, app_id: str, device_id: str, now: int) -> int:
         if head is not None and retention:
             candidates.append(head + retention)
     return min(candidates, default=now + IDLE_MS)
+
+
+def removes_notifications_first(config: Config) -> bool:
+    """Whether settled notification records go before their command (NOTIFICATION_RETENTION
+    shorter than COMMAND_RETENTION, or commands kept forever): only then does delivery list
+    them for retention; otherwise they go with their command."""
+    notified, command = config.notification_retention, config.command_retention
+    return notified > 0 and (command == 0 or notified < command)
 
 
 def _ms(seconds: float) -> int:

@@ -272,3 +272,10 @@ def retention(number: int) -> str:
 def purging() -> str:
     """Set of deleted appIds whose records the purge job is still removing."""
     return f"{PREFIX}:purging"
+
+
+def notified(app_id: str, device_id: str) -> str:
+    """List of `<ms> <notificationId>[,<notificationId>...]`, oldest first: the device's
+    notifications that settled for good (delivered, or stopped by a 410), one entry per
+    delivery batch, so retention removes their records after NOTIFICATION_RETENTION."""
+    return _device(app_id, device_id, "notified")

@@ -168,6 +168,19 @@ class NotificationStore:
             pipe.hset(key, record["id"], orjson.dumps(record))
         pipe.execute()
 
+    def list_settled(self, records: list[dict], now: int) -> None:
+        """Put records that settled for good (delivered, stopped) on their devices' notified
+        lists, one entry per device, for retention (NOTIFICATION_RETENTION)."""
+        by_device: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for record in records:
+            by_device[record["appId"], record["deviceId"]].append(record["id"])
+        if not by_device:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for (app_id, device_id), ids in by_device.items():
+            pipe.rpush(keys.notified(app_id, device_id), f"{now} {','.join(ids)}")
+        pipe.execute()
+
     def load(self, app_id: str, device_id: str, ids: list[str]) -> list[dict | None]:
         raw = self.redis.hmget(keys.notifications(app_id, device_id), ids) if ids else []
         return [orjson.loads(r) if r else None for r in raw]

@@ -188,6 +188,7 @@ class RetentionStore:
             keys.retransmit,
             keys.outbox,
             keys.notifications,
+            keys.notified,
             *map(keys.in_status, ALL_STATUSES),
         )
         if not self.scripts.forget_device(keys=device_keys):
@@ -197,6 +198,18 @@ class RetentionStore:
         self.redis.zrem(keys.timers(number), name)
         self.redis.zrem(keys.retention(number), name)
         return True
+
+    def forget_notified(
+        self, app_id: str, device_id: str, cutoff: int, most: int
+    ) -> tuple[int, int | None]:
+        """Remove the device's records of notifications that settled for good by `cutoff`
+        (at most `most` delivery batches' worth); returns (records removed, when the next
+        entry settled or None)."""
+        removed, _, next_ms = self.scripts.forget_notified(
+            keys=keys.for_device(app_id, device_id, keys.notified, keys.notifications),
+            args=[cutoff, most],
+        )
+        return removed, (None if next_ms < 0 else next_ms)
 
     def trim_failed_notifications(self, bucket: int, cutoff: int) -> int:
         """Drop references to notifications given up before `cutoff` from the re-send index."""

@@ -30,6 +30,7 @@ NAMES = (
     "forget_commands",
     "forget_tasks",
     "forget_device",
+    "forget_notified",
 )
 
 
@@ -103,3 +104,4 @@ class Scripts:
     forget_commands: Script
     forget_tasks: Script
     forget_device: Script
+    forget_notified: Script

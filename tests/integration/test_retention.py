@@ -22,6 +22,7 @@ from devcmd.domain import (
 )
 from devcmd.store import keys
 from tests import backends
+from tests.integration.conftest import Receiver
 from tests.integration.test_notifications import queued_refs
 
 pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
@@ -277,3 +278,55 @@ def test_a_refused_registration_leaves_no_retention_entry(svc, app_id, device_id
     with pytest.raises(errors.NodeIdTaken):
         devices.register(svc, app_id, "node-1", None, None)  # the fixture's device has it
     assert entries() == 1
+
+
+def test_delivered_notifications_go_after_their_own_retention_failed_ones_stay(
+    svc, app_id, device_id, receiver
+):
+    """NOTIFICATION_RETENTION shorter than COMMAND_RETENTION: a delivered record goes on its
+    own, its command stays; a record that failed stays as long as its command."""
+    svc.config = svc.config.with_(command_retention=3600.0, notification_retention=1.0)
+    refusing = Receiver(statuses=[400])  # one POST, refused for good: failed at once
+    threading.Thread(target=refusing.serve_forever, daemon=True).start()
+    try:
+        delivered = create(svc, app_id, device_id, 2, url=receiver.url)
+        failed = create(svc, app_id, device_id, 1, url=refusing.url)
+        for command_id in delivered + failed:
+            commands.cancel(svc, app_id, command_id)
+        notifications.flush(svc, app_id, device_id)
+        sender = delivery.Sender(concurrency=2)
+        try:
+            counts = delivery.deliver(svc, sender, queued_refs(svc))
+        finally:
+            sender.close()
+    finally:
+        refusing.shutdown()
+        refusing.server_close()
+    assert (counts["delivered"], counts["failed"]) == (2, 1)
+    assert forget_all(svc) == 0  # not due yet
+    later = now_ms() + 1100
+    assert retention.forget_due(svc, now=later) == {"notifications": 2, "failed_unlisted": 1}
+    assert forget_all(svc, now=later) == 0
+    for command_id in delivered + failed:
+        assert commands.get(svc, app_id, command_id)["status"] == "CANCELED"
+    assert [notifications.history(svc, app_id, c) for c in delivered] == [[], []]
+    assert [r["state"] for r in notifications.history(svc, app_id, failed[0])] == ["failed"]
+    assert svc.redis.llen(keys.notified(app_id, device_id)) == 0
+
+
+def test_notifications_go_with_their_command_when_kept_as_long(svc, app_id, device_id, receiver):
+    """NOTIFICATION_RETENTION not shorter than COMMAND_RETENTION: nothing is listed for the
+    records, which go with their command."""
+    svc.config = svc.config.with_(command_retention=1.0, notification_retention=1.0)
+    ids = create(svc, app_id, device_id, 2, url=receiver.url)
+    for command_id in ids:
+        commands.cancel(svc, app_id, command_id)
+    notifications.flush(svc, app_id, device_id)
+    sender = delivery.Sender(concurrency=2)
+    try:
+        assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 2
+    finally:
+        sender.close()
+    assert svc.redis.exists(keys.notified(app_id, device_id)) == 0
+    assert forget_all(svc, now=now_ms() + 1100) == 2  # the commands, their records with them
+    assert [i for i in ids if i in everything(svc)] == []

@@ -13,11 +13,16 @@ from prometheus_client import Counter
 
 from devcmd import metrics
 from devcmd.clock import now_ms
-from devcmd.domain import callback_guard
+from devcmd.domain import callback_guard, retention
 from devcmd.domain.delivery import message, ordering, retry, signing
 from devcmd.domain.delivery.transport import Sender, TransportError
 from devcmd.services import Services
 from devcmd.store.notifications import Breaker
+
+# States after which a record is never attempted again and that NOTIFICATION_RETENTION
+# removes; `failed` and `refused` records stay as long as their command (an operator re-sends
+# or investigates them).
+SETTLED_FOR_GOOD = ("delivered", "stopped")
 
 
 def origin(url: str) -> str:
@@ -110,6 +115,10 @@ class Batch:
             (r["appId"], r["deviceId"], r["id"]) for r in self.touched if not r["nextAttempt"]
         ]
         notifications.save(self.touched)
+        if retention.removes_notifications_first(self.svc.config):
+            notifications.list_settled(
+                [r for r in self.touched if r["state"] in SETTLED_FOR_GOOD], now_ms()
+            )
         notifications.schedule(waiting, {r["id"]: r["nextAttempt"] for r in waiting})
         notifications.settle(settled)
         notifications.mark_failed([r for r in self.touched if r["state"] == "failed"], now_ms())
