@@ -13,6 +13,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from devcmd import errors, faults
+from devcmd.store import document as documents
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts, slot_client
 from devcmd.store.southbound import TimerIndex
@@ -43,7 +44,7 @@ class CommandStore:
         undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
         self.timers.schedule(app_id, device_id, due_ms)
         script_keys = self.create_keys(app_id, device_id)
-        document = orjson.dumps(record)
+        document = documents.encode(record)
         args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
         with faults.undone_if_refused(undo):
             code = self.scripts.create_command(keys=script_keys, args=args)[0]
@@ -138,7 +139,7 @@ class CommandStore:
             raise errors.CommandNotCancellable(rest[0])
 
     def load(self, app_id: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-        """Read (deviceId, commandId) pairs, in order, with three HMGETs per device in one round
+        """Read (deviceId, commandId) pairs, in order, with four HMGETs per device in one round
         trip; unknown ones are skipped."""
         by_device: dict[str, list[str]] = defaultdict(list)
         order = list(pairs)
@@ -149,15 +150,16 @@ class CommandStore:
             pipe.hmget(keys.documents(app_id, device_id), ids)
             pipe.hmget(keys.statuses(app_id, device_id), ids)
             pipe.hmget(keys.lifecycle(app_id, device_id), ids)
+            pipe.hmget(keys.callbacks(app_id, device_id), ids)
         replies = iter(pipe.execute())
         found: dict[tuple[str, str], dict] = {}
         for device_id, ids in by_device.items():
-            documents, states, lives = next(replies), next(replies), next(replies)
-            for command_id, document, status, life in zip(
-                ids, documents, states, lives, strict=True
+            docs, states, lives, urls = (next(replies) for _ in range(4))
+            for command_id, document, status, life, url in zip(
+                ids, docs, states, lives, urls, strict=True
             ):
                 if document and status:
-                    record = orjson.loads(document)
+                    record = documents.decode(document, app_id, device_id, command_id, url)
                     record["status"] = status
                     if life:
                         record.update(orjson.loads(life))

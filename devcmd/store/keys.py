@@ -13,7 +13,9 @@ import zlib
 from collections.abc import Callable
 
 PREFIX = "dc"
-LAYOUT_VERSION = 2  # 1: one key per global index and a `dc:device-owners` hash
+# 1: one key per global index and a `dc:device-owners` hash; 2: command documents as JSON
+# objects with every field (3 stores the compact form of store/document.py: `devcmd migrate`)
+LAYOUT_VERSION = 3
 
 
 def bucket(device_id: str, buckets: int) -> int:

@@ -29,7 +29,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 
   redis.call('ZREM', inflight, id)
   if redis.call('HGET', st, id) == 'SENT' then
     local issued = cjson.decode(redis.call('HGET', life, id) or '{}').issuedTimes or 1
-    local allowed = cjson.decode(redis.call('HGET', docs, id)).maxRetransmit or 0
+    -- documents are arrays, maxRetransmit is element 5 (store/document.py)
+    local allowed = cjson.decode(redis.call('HGET', docs, id))[5] or 0
     if issued <= allowed then
       redis.call('ZADD', retry, due, id)
       retransmit = retransmit + 1

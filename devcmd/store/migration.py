@@ -1,0 +1,102 @@
+"""`devcmd migrate`: bring a store written with the previous key layout to this one.
+
+Layout 2 -> 3 rewrites every command document in the compact form of store/document.py (the
+other keys are unchanged). While it runs the layout key says `<new>-migrating/<buckets>`, so
+processes of either version refuse to start; it is set to the new layout once every document
+is rewritten. Running it again is harmless (a rewritten document is skipped, a migrated store
+is left alone) and an interrupted run is finished by the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from redis import Redis
+
+from devcmd.store import document, keys, layout
+
+FROM_VERSION = 2
+CHUNK = 500  # document fields read and rewritten per round trip
+
+
+class CannotMigrate(RuntimeError):
+    """The store's layout is neither the previous one nor this one."""
+
+
+def migrating(buckets: int) -> str:
+    """The layout key's value while a migration to this layout runs."""
+    return f"{keys.LAYOUT_VERSION}-migrating/{buckets}"
+
+
+def start(redis: Redis, buckets: int) -> bool:
+    """Mark the store as migrating; False if it needs no migration (already this layout, or
+    empty: then this layout is recorded). Raises CannotMigrate for any other layout."""
+    found = redis.get(keys.layout())
+    if found is None and not any(redis.exists(key) for key in layout.LEGACY_KEYS):
+        redis.set(keys.layout(), layout.expected(buckets), nx=True)
+        found = redis.get(keys.layout())
+    if found == layout.expected(buckets):
+        return False
+    if found not in (f"{FROM_VERSION}/{buckets}", migrating(buckets)):
+        raise CannotMigrate(
+            f"the data store has key layout {found or '1/1'}; `devcmd migrate` of this devcmd "
+            f"moves layout {FROM_VERSION}/{buckets} to {layout.expected(buckets)} (set "
+            "INDEX_BUCKETS to the store's)"
+        )
+    redis.set(keys.layout(), migrating(buckets))
+    return True
+
+
+def document_keys(redis: Redis) -> list[str]:
+    """Every device's documents hash (a scan of the whole store: migrations run once)."""
+    pattern = f"{keys.PREFIX}:{{*}}:documents"
+    return sorted(redis.scan_iter(match=pattern, count=1000, _type="hash"))
+
+
+def rewrite(redis: Redis, key: str) -> int:
+    """Rewrite the layout-2 documents of one hash; returns how many were rewritten."""
+    rewritten = 0
+    for chunk in _chunks(redis.hscan_iter(key, count=CHUNK)):
+        legacy = {f: document.from_legacy(v) for f, v in chunk if document.is_legacy(v)}
+        if legacy:
+            redis.hset(key, mapping=legacy)
+            rewritten += len(legacy)
+    return rewritten
+
+
+def _chunks(pairs: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+    chunk: list[tuple[str, str]] = []
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def finish(redis: Redis, buckets: int) -> None:
+    redis.set(keys.layout(), layout.expected(buckets))
+
+
+def migrate(
+    redis: Redis,
+    buckets: int,
+    on_keys: Callable[[int], None] = lambda total: None,
+    on_key: Callable[[int], None] = lambda rewritten: None,
+) -> int:
+    """Migrate the store; returns how many documents were rewritten (0 if none needed it).
+
+    `on_keys(total)` is told how many hashes there are to go through, `on_key(rewritten)`
+    after each one (a progress bar). Raises CannotMigrate."""
+    if not start(redis, buckets):
+        return 0
+    found = document_keys(redis)
+    on_keys(len(found))
+    total = 0
+    for key in found:
+        rewritten = rewrite(redis, key)
+        total += rewritten
+        on_key(rewritten)
+    finish(redis, buckets)
+    return total
