@@ -19,6 +19,7 @@ from devcmd.store.scripts import Scripts, slot_client
 from devcmd.store.southbound import TimerIndex
 
 PIPELINE_CHUNK = 1000  # commands per round trip when a status filter fans out over devices
+ORDINAL_CACHE_SIZE = 100_000
 
 
 class CommandStore:
@@ -26,6 +27,7 @@ class CommandStore:
         self.redis = redis
         self.scripts = scripts
         self.timers = TimerIndex(redis, buckets)
+        self._ordinals: dict[tuple[str, str], int] = {}
 
     def create(self, record: dict, due_ms: int, max_pending: int) -> bool:
         """Queue a command; False if a command with its id exists already (nothing changed).
@@ -40,7 +42,7 @@ class CommandStore:
         now = record["creationTime"]
         # Only indexes this call added are removed on a refusal: a second attempt at the same
         # command (Idempotency-Key) must never unindex the first attempt's command.
-        added = self._index(app_id, device_id, command_id, now)
+        added = self._index(app_id, device_id, command_id)
         undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
         self.timers.schedule(app_id, device_id, due_ms)
         script_keys = self.create_keys(app_id, device_id)
@@ -58,6 +60,35 @@ class CommandStore:
             raise errors.DeviceNotFound()
         raise errors.PendingLimitReached()
 
+    def _index(self, app_id: str, device_id: str, command_id: str) -> bool:
+        """Map the command to its device in its application; False if it was mapped already."""
+        ordinal = self.ordinal(app_id, device_id)
+        pipe = self.redis.pipeline(transaction=True)  # both in the application's slot
+        pipe.hsetnx(keys.command_devices(app_id, command_id), command_id, ordinal)
+        pipe.sadd(keys.app_command_device_ids(app_id), device_id)
+        return bool(pipe.execute()[0])
+
+    def _unindex(self, app_id: str, command_id: str) -> None:
+        self.redis.hdel(keys.command_devices(app_id, command_id), command_id)
+
+    def ordinal(self, app_id: str, device_id: str) -> int:
+        """The device's number in its application (what the command map stores), given on its
+        first command and remembered per process (it never changes). Raises DeviceNotFound
+        rather than numbering a device id the application never had."""
+        found = self._ordinals.get((app_id, device_id))
+        if found is None:
+            found = self.redis.hget(keys.app_device_ordinals(app_id), f"d:{device_id}")
+            if found is None and not self.redis.exists(keys.device(app_id, device_id)):
+                raise errors.DeviceNotFound()
+            if found is None:
+                found = self.scripts.device_ordinal(
+                    keys=[keys.app_device_ordinals(app_id)], args=[device_id]
+                )
+            if len(self._ordinals) >= ORDINAL_CACHE_SIZE:
+                self._ordinals.clear()  # bounded; a miss costs one round trip
+            self._ordinals[app_id, device_id] = found = int(found)
+        return found
+
     @staticmethod
     def create_keys(app_id: str, device_id: str) -> list[str]:
         """The KEYS of `create_command.lua` for one device."""
@@ -74,22 +105,6 @@ class CommandStore:
             keys.in_status("PENDING"),
         )
 
-    def _index(self, app_id: str, device_id: str, command_id: str, now: int) -> bool:
-        """Index the command in its application; False if it was indexed already."""
-        pipe = self.redis.pipeline(transaction=True)  # all three in the application's slot
-        pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
-        # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
-        pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
-        pipe.sadd(keys.app_command_device_ids(app_id), device_id)
-        return bool(pipe.execute()[1])
-
-    def _unindex(self, app_id: str, command_id: str) -> None:
-        # No MULTI: refused when full. Both keys are in the application's slot.
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hdel(keys.app_command_devices(app_id), command_id)
-        pipe.zrem(keys.app_commands(app_id), command_id)
-        pipe.execute()
-
     def _forget_unknown_device(self, app_id: str, device_id: str) -> None:
         """Drop a device id the application never had from its command devices, so made-up
         ids do not pile up (such an id can never gain commands, see `forget_unknown`)."""
@@ -97,7 +112,7 @@ class CommandStore:
             self.redis.srem(keys.app_command_device_ids(app_id), device_id)
 
     def status(self, app_id: str, device_id: str, command_id: str) -> str | None:
-        return self.redis.hget(keys.statuses(app_id, device_id), command_id)
+        return self.statuses(app_id, device_id, [command_id])[0]
 
     def window(self, app_id: str, device_id: str, start: int, end: int) -> tuple[int, int]:
         """(rank of the newest, how many) of the device's commands created in [start, end],
@@ -114,10 +129,22 @@ class CommandStore:
         return self.redis.zrevrange(keys.device_commands(app_id, device_id), first, last)
 
     def statuses(self, app_id: str, device_id: str, ids: list[str]) -> list[str | None]:
-        return self.redis.hmget(keys.statuses(app_id, device_id), ids) if ids else []
+        """The commands' statuses, in order (None where unknown), in one round trip."""
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(keys.statuses(app_id, device_id), ids)
+        pipe.zmscore(keys.pending(app_id, device_id), ids)
+        return list(map(status_of, *pipe.execute()))
 
     def device_of(self, app_id: str, command_id: str) -> str | None:
-        return self.redis.hget(keys.app_command_devices(app_id), command_id)
+        """The device of one of the application's commands, from its id alone (one call)."""
+        script_keys = [
+            keys.command_devices(app_id, command_id),
+            keys.app_device_ordinals(app_id),
+            keys.app_command_devices(app_id),
+        ]
+        return self.scripts.command_device(keys=script_keys, args=[command_id])
 
     def cancel(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
         """Cancel one PENDING command. Raises CommandNotFound or CommandNotCancellable."""
@@ -139,7 +166,7 @@ class CommandStore:
             raise errors.CommandNotCancellable(rest[0])
 
     def load(self, app_id: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-        """Read (deviceId, commandId) pairs, in order, with four HMGETs per device in one round
+        """Read (deviceId, commandId) pairs, in order, with six reads per device in one round
         trip; unknown ones are skipped."""
         by_device: dict[str, list[str]] = defaultdict(list)
         order = list(pairs)
@@ -149,17 +176,20 @@ class CommandStore:
         for device_id, ids in by_device.items():
             pipe.hmget(keys.documents(app_id, device_id), ids)
             pipe.hmget(keys.statuses(app_id, device_id), ids)
+            pipe.zmscore(keys.pending(app_id, device_id), ids)
             pipe.hmget(keys.lifecycle(app_id, device_id), ids)
             pipe.hmget(keys.callbacks(app_id, device_id), ids)
+            pipe.zmscore(keys.device_commands(app_id, device_id), ids)
         replies = iter(pipe.execute())
         found: dict[tuple[str, str], dict] = {}
         for device_id, ids in by_device.items():
-            docs, states, lives, urls = (next(replies) for _ in range(4))
-            for command_id, document, status, life, url in zip(
-                ids, docs, states, lives, urls, strict=True
+            docs, written, queued, lives, urls, created = (next(replies) for _ in range(6))
+            states = map(status_of, written, queued)
+            for command_id, document, status, life, url, ms in zip(
+                ids, docs, states, lives, urls, created, strict=True
             ):
-                if document and status:
-                    record = documents.decode(document, app_id, device_id, command_id, url)
+                if document and status and ms is not None:
+                    record = documents.decode(document, app_id, device_id, command_id, url, ms)
                     record["status"] = status
                     if life:
                         record.update(orjson.loads(life))
@@ -169,15 +199,16 @@ class CommandStore:
     def page(
         self, app_id: str, device_id: str | None, start: int, end: int, offset: int, limit: int
     ) -> tuple[int, list[dict]]:
-        """Commands created in [start, end], newest first: (total matching, one page)."""
-        index = keys.device_commands(app_id, device_id) if device_id else keys.app_commands(app_id)
-        total = self.redis.zcount(index, start, end)
-        ids = self.redis.zrevrangebyscore(index, end, start, start=offset, num=limit)
+        """Commands created in [start, end], newest first: (total matching, one page); without
+        a device, merged from the command indexes of every device that has had commands."""
         if device_id:
+            index = keys.device_commands(app_id, device_id)
+            total = self.redis.zcount(index, start, end)
+            ids = self.redis.zrevrangebyscore(index, end, start, start=offset, num=limit)
             return total, self.load(app_id, ((device_id, cid) for cid in ids))
-        devices = self.redis.hmget(keys.app_command_devices(app_id), ids) if ids else []
-        pairs = ((dev, cid) for dev, cid in zip(devices, ids, strict=True) if dev)
-        return total, self.load(app_id, pairs)
+        devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
+        sources = [(dev, keys.device_commands(app_id, dev)) for dev in devices]
+        return self._sources_page(app_id, sources, (start, end), offset, limit)
 
     def page_by_status(
         self,
@@ -203,6 +234,19 @@ class CommandStore:
         devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
         self.settle(app_id, devices)
         sources = [(dev, keys.in_status(s)(app_id, dev)) for dev in devices for s in statuses]
+        return self._sources_page(app_id, sources, window, offset, limit)
+
+    def _sources_page(
+        self,
+        app_id: str,
+        sources: list[tuple[str, str]],
+        window: tuple[int, int],
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[dict]]:
+        """Commands created in [start, end] (`window`) in any of the (deviceId, zset by
+        creation ms) `sources`, newest first: (exact total, one page). One ZCOUNT per source
+        and at most min(its count, offset + limit) ids from each."""
         start, end = window
         counts = self._fan_out(sources, lambda pipe, source: pipe.zcount(source[1], start, end))
         total = sum(counts)
@@ -287,3 +331,9 @@ class CommandStore:
         merged = heapq.merge(*runs, reverse=True)
         chosen = itertools.islice(merged, offset, offset + limit)
         return self.load(app_id, ((dev, cid) for _, cid, dev in chosen))
+
+
+def status_of(written: str | None, queued: float | None) -> str | None:
+    """A command's status from its status hash entry and its pending queue score: a PENDING
+    command has no hash entry, the queue holds exactly the PENDING ones (lua/status_of.lua)."""
+    return written or ("PENDING" if queued is not None else None)

@@ -1,11 +1,12 @@
 """A command's fixed fields as stored in its device's `documents` hash (layout 3).
 
-The stored form is a JSON array `[serviceId, method, paras, expireTime, maxRetransmit,
-creationTime]`, plus an object of any other fields (EnOS's pendingTtl, timeout) when there are
-some. commandId, appId, deviceId and callbackUrl are left out: the hash field, the key and the
-device's callback hash hold them already. A short array keeps a small command's document under
-64 bytes, so a device's hash stays listpack-encoded (hash-max-listpack-value) instead of
-costing a hashtable entry per command. Lua reads maxRetransmit as element 5 (tick_device.lua).
+The stored form is a JSON array `[serviceId, method, paras, expireTime, maxRetransmit]`, plus
+an object of any other fields (EnOS's pendingTtl, timeout) when there are some. commandId,
+appId, deviceId, callbackUrl and creationTime are left out: the hash field, the key, the
+device's callback hash and its command index (the score) hold them already. A short array
+keeps a small command's document under 64 bytes, so a device's hash stays listpack-encoded
+(hash-max-listpack-value) instead of costing a hashtable entry per command. Lua reads
+maxRetransmit as element 5 (tick_device.lua).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import orjson
 
 # Fields kept by position, in this order; the ids and callbackUrl are rebuilt by `decode`.
-POSITIONAL = ("serviceId", "method", "paras", "expireTime", "maxRetransmit", "creationTime")
-REBUILT = ("commandId", "appId", "deviceId", "callbackUrl")
+POSITIONAL = ("serviceId", "method", "paras", "expireTime", "maxRetransmit")
+REBUILT = ("commandId", "appId", "deviceId", "callbackUrl", "creationTime")
 
 
 def encode(record: dict[str, Any]) -> bytes:
@@ -29,7 +30,12 @@ def encode(record: dict[str, Any]) -> bytes:
 
 
 def decode(
-    raw: str | bytes, app_id: str, device_id: str, command_id: str, callback_url: str | None
+    raw: str | bytes,
+    app_id: str,
+    device_id: str,
+    command_id: str,
+    callback_url: str | None,
+    created: float,
 ) -> dict[str, Any]:
     """The record `encode` stored, with the fields it left out, in the order the API answers
     them (the order create built it in)."""
@@ -38,7 +44,8 @@ def decode(
     record = {"commandId": command_id, "appId": app_id, "deviceId": device_id}
     record |= {name: fixed[name] for name in ("serviceId", "method", "paras")}
     record["callbackUrl"] = callback_url
-    record |= {name: fixed[name] for name in ("expireTime", "maxRetransmit", "creationTime")}
+    record |= {name: fixed[name] for name in ("expireTime", "maxRetransmit")}
+    record["creationTime"] = int(created)
     if len(values) > len(POSITIONAL):
         record |= values[len(POSITIONAL)]
     return record

@@ -84,13 +84,33 @@ def device_key_member(product_key: str, device_key: str) -> str:
 
 
 def app_commands(app_id: str) -> str:
-    """Zset of the application's command ids by creation time."""
+    """Layout 2's zset of the application's command ids by creation time (`devcmd migrate`
+    deletes it: layout 3 merges the devices' command indexes instead)."""
     return f"{PREFIX}:{{{app_id}}}:commands"
 
 
 def app_command_devices(app_id: str) -> str:
-    """Hash commandId -> deviceId: finds a command's device from its id alone."""
+    """Layout 2's hash commandId -> deviceId, for the commands created before layout 3; read,
+    never written, by layout 3 (which writes `command_devices`)."""
     return f"{PREFIX}:{{{app_id}}}:command-devices"
+
+
+COMMAND_DEVICE_BUCKETS = 1024
+
+
+def command_devices(app_id: str, command_id: str) -> str:
+    """Hash commandId -> device ordinal: one of COMMAND_DEVICE_BUCKETS buckets of the map that
+    finds a command's device from its id alone. Small buckets (up to about 128 x 1,024
+    commands per application) stay listpack-encoded, and an ordinal is shorter than a
+    deviceId: a fraction of one big commandId -> deviceId hash."""
+    number = zlib.crc32(command_id.encode()) % COMMAND_DEVICE_BUCKETS
+    return f"{PREFIX}:{{{app_id}}}:command-devices:{number}"
+
+
+def app_device_ordinals(app_id: str) -> str:
+    """Hash `next` -> last ordinal given, `d:<deviceId>` -> its ordinal, `<ordinal>` ->
+    deviceId: the numbers `command_devices` stores instead of deviceIds."""
+    return f"{PREFIX}:{{{app_id}}}:device-ordinals"
 
 
 def idempotency(app_id: str, key_digest: str) -> str:

@@ -1,10 +1,15 @@
 """`devcmd migrate`: bring a store written with the previous key layout to this one.
 
-Layout 2 -> 3 rewrites every command document in the compact form of store/document.py (the
-other keys are unchanged). While it runs the layout key says `<new>-migrating/<buckets>`, so
-processes of either version refuse to start; it is set to the new layout once every document
-is rewritten. Running it again is harmless (a rewritten document is skipped, a migrated store
-is left alone) and an interrupted run is finished by the next one.
+Layout 2 -> 3 rewrites every command document in the compact form of store/document.py, drops
+the status hash entries of PENDING commands (the pending queue answers for them,
+lua/status_of.lua) and deletes the applications' command indexes (layout 3 merges the devices'
+ones). Layout 2's application-wide `command-devices` maps stay, read only, for the commands
+created before (layout 3 maps commands to device ordinals in small buckets, see
+keys.command_devices). While it runs the layout key says `<new>-migrating/<buckets>`, so
+processes of either version refuse to start; it is set to the new layout once every device is
+done. Running it again is harmless (a rewritten
+document is skipped, a migrated store is left alone) and an interrupted run is finished by the
+next one.
 """
 
 from __future__ import annotations
@@ -53,8 +58,27 @@ def document_keys(redis: Redis) -> list[str]:
     return sorted(redis.scan_iter(match=pattern, count=1000, _type="hash"))
 
 
+def app_command_indexes(redis: Redis) -> list[str]:
+    """Layout 2's application-wide command indexes (`{appId}` tags: an appId has no colon,
+    a device's `{appId:deviceId}` has one)."""
+    found = redis.scan_iter(match=f"{keys.PREFIX}:{{*}}:commands", count=1000, _type="zset")
+    return sorted(key for key in found if ":" not in _tag(key))
+
+
+def _tag(key: str) -> str:
+    """The hash tag of a key: `appId` or `appId:deviceId`."""
+    return key.split("{", 1)[1].split("}", 1)[0]
+
+
 def rewrite(redis: Redis, key: str) -> int:
-    """Rewrite the layout-2 documents of one hash; returns how many were rewritten."""
+    """Rewrite the layout-2 documents of one device's hash, and drop the status entries of its
+    PENDING commands; returns how many documents were rewritten."""
+    app_id, device_id = _tag(key).split(":", 1)
+    statuses = keys.statuses(app_id, device_id)
+    for chunk in _chunks(redis.hscan_iter(statuses, count=CHUNK)):
+        pending = [field for field, status in chunk if status == "PENDING"]
+        if pending:
+            redis.hdel(statuses, *pending)
     rewritten = 0
     for chunk in _chunks(redis.hscan_iter(key, count=CHUNK)):
         legacy = {f: document.from_legacy(v) for f, v in chunk if document.is_legacy(v)}
@@ -98,5 +122,7 @@ def migrate(
         rewritten = rewrite(redis, key)
         total += rewritten
         on_key(rewritten)
+    for key in app_command_indexes(redis):
+        redis.delete(key)
     finish(redis, buckets)
     return total

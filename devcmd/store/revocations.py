@@ -102,6 +102,7 @@ class RevocationStore:
                     keys.device_tasks(app_id, device_id),
                     keys.documents(app_id, device_id),
                     keys.callbacks(app_id, device_id),
+                    keys.device_commands(app_id, device_id),
                 ],
                 [
                     task_id,
@@ -120,10 +121,11 @@ class RevocationStore:
                 raise errors.ScopeTooLarge(reply[1], limit)
             raise errors.DeviceNotFound()
         listed = reply[2:]
+        fields = (listed[0::4], listed[1::4], listed[2::4], listed[3::4])
         scoped = [
-            documents.decode(doc, app_id, device_id, command_id, url or None)
+            documents.decode(doc, app_id, device_id, command_id, url or None, int(ms))
             | {"status": "PENDING"}
-            for command_id, doc, url in zip(listed[0::3], listed[1::3], listed[2::3], strict=True)
+            for command_id, doc, url, ms in zip(*fields, strict=True)
         ]
         return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
 

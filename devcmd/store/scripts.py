@@ -26,11 +26,13 @@ NAMES = (
     "settle_idempotency",
     "admit_call",
     "drop_outbox",
+    "device_ordinal",
+    "command_device",
 )
 
 
 # Lua functions shared by several scripts, prepended to those that call them.
-PRELUDES = {"move_status(": "status_index"}
+PRELUDES = {"move_status(": "status_index", "status_of(": "status_of"}
 
 
 @cache
@@ -74,3 +76,5 @@ class Scripts:
     settle_idempotency: Script
     admit_call: Script
     drop_outbox: Script
+    device_ordinal: Script
+    command_device: Script

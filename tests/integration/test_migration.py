@@ -115,6 +115,19 @@ def test_migrated_store_answers_every_query_as_layout_2_did(svc, legacy):
         fresh.close()
 
 
+def test_migration_leaves_the_layout_3_keys_alone_and_new_commands_join_the_old(svc, legacy):
+    migration.migrate(svc.redis, svc.config.index_buckets)
+    assert not migration.app_command_indexes(svc.redis)
+    app_id = APPS[0]
+    device_id = legacy[app_id][0]["deviceId"]
+    assert "PENDING" not in svc.redis.hvals(keys.statuses(app_id, device_id))
+    made = commands.create(svc, app_id, device_id, {"serviceId": "S", "method": "M"}, {})
+    assert commands.get(svc, app_id, made["commandId"]) == made
+    total, page = commands.query(svc, app_id, None, 0, 2**62, 0, 100)
+    assert total == len(page) == len(legacy[app_id]) + 1
+    assert made in page
+
+
 def test_migrating_twice_changes_nothing_more(svc, legacy):
     buckets = svc.config.index_buckets
     migration.migrate(svc.redis, buckets)

@@ -1,5 +1,6 @@
 -- Queue one command for a device.
--- KEYS: 1 device hash, 2 pending queue (zset seq), 3 status hash, 4 callback-url hash,
+-- KEYS: 1 device hash, 2 pending queue (zset seq), 3 status hash (no entry while PENDING:
+--       see status_of.lua), 4 callback-url hash,
 --       5 device's command index (zset ms), 6 documents hash, 7 expiry (zset due ms),
 --       8 PENDING status index (zset ms)
 -- ARGV: 1 commandId, 2 now ms, 3 max pending, 4 callbackUrl ('' = none), 5 expire due ms,
@@ -13,7 +14,7 @@ local id, now, max_pending, url, due, doc = ARGV[1], ARGV[2], tonumber(ARGV[3]),
 if redis.call('EXISTS', dev) == 0 or redis.call('HGET', dev, 'deleted') == '1' then
   return {-1}
 end
-if redis.call('HEXISTS', st, id) == 1 then
+if status_of(st, q, id) then
   return {0, tonumber(redis.call('ZSCORE', all, id) or 0)}
 end
 if redis.call('ZCARD', q) >= max_pending then
@@ -23,7 +24,6 @@ end
 local seq = redis.call('HINCRBY', dev, 'seq', 1)
 redis.call('HSET', docs, id, doc)
 redis.call('ZADD', q, seq, id)
-redis.call('HSET', st, id, 'PENDING')
 if url ~= '' then
   redis.call('HSET', cb, id, url)
 end

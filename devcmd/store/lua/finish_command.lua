@@ -2,15 +2,15 @@
 -- implies delivery). Every terminal state is final: a second result is refused and changes nothing.
 -- KEYS: 1 status hash, 2 lifecycle hash, 3 in-flight zset, 4 retransmit zset, 5 outbox,
 --       6 callback-url hash, 7 device's command index (zset ms), status indexes 8 SENT,
---       9 DELIVERED, 10 SUCCESSFUL, 11 FAILED
+--       9 DELIVERED, 10 SUCCESSFUL, 11 FAILED, 12 pending queue
 -- ARGV: 1 commandId, 2 now ms, 3 SUCCESSFUL | FAILED, 4 resultDetail as JSON
 -- Returns: {1} finished now; {-1} unknown; {-2, status} not SENT or DELIVERED
 local st, life, inflight, retry, outbox, cb = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local all = KEYS[7]
+local all, q = KEYS[7], KEYS[12]
 local index = {SENT = KEYS[8], DELIVERED = KEYS[9], SUCCESSFUL = KEYS[10], FAILED = KEYS[11]}
 local id, now, code, detail = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 
-local status = redis.call('HGET', st, id)
+local status = status_of(st, q, id)
 if not status then
   return {-1}
 end

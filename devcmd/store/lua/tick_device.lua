@@ -16,7 +16,7 @@ local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local expired, retransmit, timed_out = {}, 0, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', exp, id)
-  if redis.call('HGET', st, id) == 'PENDING' then
+  if redis.call('ZSCORE', q, id) then  -- still PENDING (status_of.lua)
     redis.call('HSET', st, id, 'EXPIRED')
     redis.call('ZREM', q, id)
     move_status(all, id, in_pending, in_expired)
