@@ -47,7 +47,8 @@ class CommandStore:
         self.timers.schedule(app_id, device_id, due_ms)
         script_keys = self.create_keys(app_id, device_id)
         document = documents.encode(record)
-        args = [command_id, now, max_pending, record["callbackUrl"] or "", due_ms, document]
+        url = record["callbackUrl"] or ""
+        args = [command_id, now, max_pending, url, due_ms, document, keys.CALLBACK_URLS_PER_DEVICE]
         with faults.undone_if_refused(undo):
             code = self.scripts.create_command(keys=script_keys, args=args)[0]
         if code >= 0:
@@ -103,6 +104,7 @@ class CommandStore:
             keys.documents,
             keys.expiry,
             keys.in_status("PENDING"),
+            keys.callback_urls,
         )
 
     def _forget_unknown_device(self, app_id: str, device_id: str) -> None:
@@ -166,7 +168,7 @@ class CommandStore:
             raise errors.CommandNotCancellable(rest[0])
 
     def load(self, app_id: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-        """Read (deviceId, commandId) pairs, in order, with six reads per device in one round
+        """Read (deviceId, commandId) pairs, in order, with seven reads per device in one round
         trip; unknown ones are skipped."""
         by_device: dict[str, list[str]] = defaultdict(list)
         order = list(pairs)
@@ -180,10 +182,12 @@ class CommandStore:
             pipe.hmget(keys.lifecycle(app_id, device_id), ids)
             pipe.hmget(keys.callbacks(app_id, device_id), ids)
             pipe.zmscore(keys.device_commands(app_id, device_id), ids)
+            pipe.hgetall(keys.callback_urls(app_id, device_id))  # bounded (see keys)
         replies = iter(pipe.execute())
         found: dict[tuple[str, str], dict] = {}
         for device_id, ids in by_device.items():
-            docs, written, queued, lives, urls, created = (next(replies) for _ in range(6))
+            docs, written, queued, lives, refs, created, table = (next(replies) for _ in range(7))
+            urls = (documents.callback_url(ref, table) for ref in refs)
             states = map(status_of, written, queued)
             for command_id, document, status, life, url, ms in zip(
                 ids, docs, states, lives, urls, created, strict=True

@@ -62,3 +62,10 @@ def from_legacy(raw: str | bytes) -> bytes:
     record.setdefault("paras", {})
     record.setdefault("maxRetransmit", 0)
     return encode(record)
+
+
+def callback_url(stored: str | None, numbered: dict[str, str]) -> str | None:
+    """A command's callback URL from its callback hash entry: a number in the device's table of
+    distinct URLs `numbered` (keys.callback_urls), or the URL itself (commands of layout 2, or
+    of a device past CALLBACK_URLS_PER_DEVICE distinct URLs)."""
+    return numbered.get(stored) if stored and stored.isdigit() else stored

@@ -156,7 +156,19 @@ def statuses(app_id: str, device_id: str) -> str:
 
 
 def callbacks(app_id: str, device_id: str) -> str:
+    """Hash commandId -> its callback URL's number in `callback_urls` (or the URL itself, see
+    there), for the commands that have one."""
     return _device(app_id, device_id, "callback")
+
+
+def callback_urls(app_id: str, device_id: str) -> str:
+    """Hash `u:<url>` -> number, `<number>` -> url, `next` -> last number: the device's
+    distinct callback URLs, each stored once; the callback hash stores their numbers (or the
+    URL itself once the device has had CALLBACK_URLS_PER_DEVICE distinct ones)."""
+    return _device(app_id, device_id, "callback-urls")
+
+
+CALLBACK_URLS_PER_DEVICE = 32
 
 
 def device_commands(app_id: str, device_id: str) -> str:

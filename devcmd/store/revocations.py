@@ -103,6 +103,7 @@ class RevocationStore:
                     keys.documents(app_id, device_id),
                     keys.callbacks(app_id, device_id),
                     keys.device_commands(app_id, device_id),
+                    keys.callback_urls(app_id, device_id),
                 ],
                 [
                     task_id,

@@ -141,7 +141,8 @@ def queue_commands(
             pipe.hset(keys.command_devices(app_id, command_id), command_id, ordinal)
         for level, command_id in enumerate(chunk, start):
             record = template | {"commandId": command_id, "paras": {"level": level}}
-            args = [command_id, now, limit, callback_url, due, document.encode(record)]
+            urls = keys.CALLBACK_URLS_PER_DEVICE
+            args = [command_id, now, limit, callback_url, due, document.encode(record), urls]
             svc.scripts.create_command(keys=script_keys, args=args, client=pipe)
         replies = pipe.execute()
         assert {reply[0] for reply in replies[len(chunk) :]} == {1}, "a command was not created"
