@@ -95,6 +95,7 @@ def app_command_devices(app_id: str) -> str:
     return f"{PREFIX}:{{{app_id}}}:command-devices"
 
 
+# Part of the key layout, as INDEX_BUCKETS is: changing it means a new LAYOUT_VERSION.
 COMMAND_DEVICE_BUCKETS = 1024
 
 
@@ -168,7 +169,7 @@ def callback_urls(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "callback-urls")
 
 
-CALLBACK_URLS_PER_DEVICE = 32
+CALLBACK_URLS_PER_DEVICE = 32  # enough for a device's usual one or two; bounds the table read
 
 
 def device_commands(app_id: str, device_id: str) -> str:
