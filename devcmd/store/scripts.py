@@ -30,11 +30,17 @@ NAMES = (
     "forget_commands",
     "forget_tasks",
     "forget_device",
+    "device_ordinal",
+    "command_device",
 )
 
 
 # Lua functions shared by several scripts, prepended to those that call them.
-PRELUDES = {"move_status(": "status_index", "record_finished(": "finished_index"}
+PRELUDES = {
+    "move_status(": "status_index",
+    "record_finished(": "finished_index",
+    "status_of(": "status_of",
+}
 
 
 @cache
@@ -103,3 +109,5 @@ class Scripts:
     forget_commands: Script
     forget_tasks: Script
     forget_device: Script
+    device_ordinal: Script
+    command_device: Script
