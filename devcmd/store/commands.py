@@ -272,8 +272,10 @@ class CommandStore:
         a device, merged from the command indexes of every device that has had commands."""
         if device_id:
             index = keys.device_commands(app_id, device_id)
-            total = self.redis.zcount(index, start, end)
-            ids = self.redis.zrevrangebyscore(index, end, start, start=offset, num=limit)
+            pipe = self.redis.pipeline(transaction=False)  # one key: one round trip, any server
+            pipe.zcount(index, start, end)
+            pipe.zrevrangebyscore(index, end, start, start=offset, num=limit)
+            total, ids = pipe.execute()
             return total, self.load(app_id, ((device_id, cid) for cid in ids))
         devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
         sources = [(dev, keys.device_commands(app_id, dev)) for dev in devices]
