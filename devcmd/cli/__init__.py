@@ -1,14 +1,15 @@
 """The `devcmd` command: a short group that loads one module per command group.
 
 `devcmd run` starts every process locally (run.py); `apps`, `notifications`, `tasks`,
-`simulate` and `demo` each live in a module of their own; common.py holds what they share.
+`simulate`, `demo` and `migrate` each live in a module of their own; common.py holds what they
+share.
 """
 
 from __future__ import annotations
 
 import click
 
-from devcmd.cli import apps, demo, notifications, run, simulate, tasks
+from devcmd.cli import apps, demo, migrate, notifications, run, simulate, tasks
 from devcmd.config import Config
 
 
@@ -31,3 +32,4 @@ main.add_command(notifications.notifications)
 main.add_command(tasks.tasks)
 main.add_command(simulate.simulate_devices)
 main.add_command(demo.demo_)
+main.add_command(migrate.migrate)

@@ -14,11 +14,13 @@ from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from devcmd import errors, faults
+from devcmd.store import document as documents
 from devcmd.store import keys, scripts
 from devcmd.store.scripts import Scripts, slot_client
 from devcmd.store.southbound import TimerIndex
 
 PIPELINE_CHUNK = 1000  # commands per round trip when a status filter fans out over devices
+ORDINAL_CACHE_SIZE = 100_000
 
 
 class CommandStore:
@@ -26,23 +28,26 @@ class CommandStore:
         self.redis = redis
         self.scripts = scripts
         self.timers = TimerIndex(redis, buckets)
+        self._ordinals: dict[tuple[str, str], int] = {}
 
     def create(self, record: dict, due_ms: int, max_pending: int) -> bool:
         """Queue a command; False if a command with its id exists already (nothing changed).
         Raises DeviceNotFound, PendingLimitReached.
 
-        Three slots, in this order: the application-level indexes, the timer index, the
-        device's script, then the timer index again. If the script refuses, the indexes are
-        removed; if the process dies in between, readers skip the dangling entry (no record
-        behind it) and the timer tick finds nothing due on the device. On one server all of it
-        is one pipeline (one round trip; the server runs it in order); on a cluster, one step
-        per slot.
+        Three slots, in this order: the application-level indexes (the command map entry of
+        the device's ordinal), the timer index, the device's script, then the timer index
+        again. If the script refuses, the indexes are removed; if the process dies in between,
+        readers skip the dangling entry (no record behind it) and the timer tick finds nothing
+        due on the device. On one server all of it is one pipeline (one round trip; the server
+        runs it in order); on a cluster, one step per slot. The device's ordinal is known
+        before (remembered per process; the first command of a device asks for it).
         """
         app_id, device_id = record["appId"], record["deviceId"]
+        ordinal = self.ordinal(app_id, device_id)
         if scripts.pipelined(self.redis):
-            added, code = self._create_at_once(record, due_ms, max_pending)
+            added, code = self._create_at_once(record, ordinal, due_ms, max_pending)
         else:
-            added, code = self._create_in_steps(record, due_ms, max_pending)
+            added, code = self._create_in_steps(record, ordinal, due_ms, max_pending)
         if code >= 0:
             return code == 1
         if added:
@@ -55,18 +60,19 @@ class CommandStore:
 
     def _script_args(self, record: dict, due_ms: int, max_pending: int) -> list:
         """The ARGV of `create_command.lua`."""
-        callback = record["callbackUrl"] or ""
-        document = orjson.dumps(record)
         return [
             record["commandId"],
             record["creationTime"],
             max_pending,
-            callback,
+            record["callbackUrl"] or "",
             due_ms,
-            document,
+            documents.encode(record),
+            keys.CALLBACK_URLS_PER_DEVICE,
         ]
 
-    def _create_at_once(self, record: dict, due_ms: int, max_pending: int) -> tuple[bool, int]:
+    def _create_at_once(
+        self, record: dict, ordinal: int, due_ms: int, max_pending: int
+    ) -> tuple[bool, int]:
         """One server: (whether this call added the indexes, the script's code), the steps of
         `_create_in_steps` in one pipeline."""
         app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
@@ -74,12 +80,12 @@ class CommandStore:
         script_keys = self.create_keys(app_id, device_id)
         args = self._script_args(record, due_ms, max_pending)
         pipe = self.redis.pipeline(transaction=False)
-        self._queue_index(pipe, app_id, device_id, command_id, record["creationTime"])
+        self._queue_index(pipe, app_id, device_id, command_id, ordinal)
         self.timers.queue_schedule(pipe, app_id, device_id, due_ms)
         scripts.queue(pipe, script, script_keys, args)
         self.timers.queue_schedule(pipe, app_id, device_id, due_ms)
         replies = pipe.execute(raise_on_error=False)
-        added, answer = replies[1] == 1, replies[4]
+        added, answer = replies[0] == 1, replies[3]
         if isinstance(answer, NoScriptError):
             # The script runs again alone (see scripts.reply), and the timer after it, so a
             # tick in between cannot hide it.
@@ -91,19 +97,21 @@ class CommandStore:
             if added and faults.refusal(answer):
                 self._unindex(app_id, command_id)  # refused: the script ran none of it
             raise answer
-        for reply in replies[:4] + replies[5:]:
+        for reply in replies[:3] + replies[4:]:
             if isinstance(reply, Exception):  # an index or a timer write that failed
                 raise reply
         return added, answer[0]
 
-    def _create_in_steps(self, record: dict, due_ms: int, max_pending: int) -> tuple[bool, int]:
+    def _create_in_steps(
+        self, record: dict, ordinal: int, due_ms: int, max_pending: int
+    ) -> tuple[bool, int]:
         """A cluster: (whether the indexes were added, the script's code), slot by slot."""
         app_id, device_id, command_id = record["appId"], record["deviceId"], record["commandId"]
         # Only indexes this call added are removed on a refusal: a second attempt at the same
         # command (Idempotency-Key) must never unindex the first attempt's command.
-        pipe = self.redis.pipeline(transaction=True)  # all three in the application's slot
-        self._queue_index(pipe, app_id, device_id, command_id, record["creationTime"])
-        added = bool(pipe.execute()[1])
+        pipe = self.redis.pipeline(transaction=True)  # both in the application's slot
+        self._queue_index(pipe, app_id, device_id, command_id, ordinal)
+        added = bool(pipe.execute()[0])
         undo = (lambda: self._unindex(app_id, command_id)) if added else (lambda: None)
         # Before the script, so a crash in between cannot lose the timer; after it, so a tick
         # racing with the script cannot hide it.
@@ -114,6 +122,24 @@ class CommandStore:
             code = self.scripts.create_command(keys=script_keys, args=args)[0]
         self.timers.schedule(app_id, device_id, due_ms)
         return added, code
+
+    def ordinal(self, app_id: str, device_id: str) -> int:
+        """The device's number in its application (what the command map stores), given on its
+        first command and remembered per process (it never changes). Raises DeviceNotFound
+        rather than numbering a device id the application never had."""
+        found = self._ordinals.get((app_id, device_id))
+        if found is None:
+            found = self.redis.hget(keys.app_device_ordinals(app_id), f"d:{device_id}")
+            if found is None and not self.redis.exists(keys.device(app_id, device_id)):
+                raise errors.DeviceNotFound()
+            if found is None:
+                found = self.scripts.device_ordinal(
+                    keys=[keys.app_device_ordinals(app_id)], args=[device_id]
+                )
+            if len(self._ordinals) >= ORDINAL_CACHE_SIZE:
+                self._ordinals.clear()  # bounded; a miss costs one round trip
+            self._ordinals[app_id, device_id] = found = int(found)
+        return found
 
     @staticmethod
     def create_keys(app_id: str, device_id: str) -> list[str]:
@@ -129,24 +155,21 @@ class CommandStore:
             keys.documents,
             keys.expiry,
             keys.in_status("PENDING"),
+            keys.callback_urls,
         )
 
     @staticmethod
     def _queue_index(
-        pipe: Pipeline, app_id: str, device_id: str, command_id: str, now: int
+        pipe: Pipeline, app_id: str, device_id: str, command_id: str, ordinal: int
     ) -> None:
-        """Index the command in its application (the second answer: 1 if it was not yet)."""
-        pipe.hset(keys.app_command_devices(app_id), command_id, device_id)
-        # nx: a second attempt at the same command (Idempotency-Key) keeps its creation time.
-        pipe.zadd(keys.app_commands(app_id), {command_id: now}, nx=True)
+        """Map the command to its device's ordinal in the command map (the first answer: 1 if it
+        was not mapped yet; a second attempt at the same command keeps the first's entry) and
+        list the device among those that have had commands."""
+        pipe.hsetnx(keys.command_devices(app_id, command_id), command_id, ordinal)
         pipe.sadd(keys.app_command_device_ids(app_id), device_id)
 
     def _unindex(self, app_id: str, command_id: str) -> None:
-        # No MULTI: refused when full. Both keys are in the application's slot.
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hdel(keys.app_command_devices(app_id), command_id)
-        pipe.zrem(keys.app_commands(app_id), command_id)
-        pipe.execute()
+        self.redis.hdel(keys.command_devices(app_id, command_id), command_id)
 
     def _forget_unknown_device(self, app_id: str, device_id: str) -> None:
         """Drop a device id the application never had from its command devices, so made-up
@@ -155,7 +178,7 @@ class CommandStore:
             self.redis.srem(keys.app_command_device_ids(app_id), device_id)
 
     def status(self, app_id: str, device_id: str, command_id: str) -> str | None:
-        return self.redis.hget(keys.statuses(app_id, device_id), command_id)
+        return self.statuses(app_id, device_id, [command_id])[0]
 
     def window(self, app_id: str, device_id: str, start: int, end: int) -> tuple[int, int]:
         """(rank of the newest, how many) of the device's commands created in [start, end],
@@ -172,10 +195,22 @@ class CommandStore:
         return self.redis.zrevrange(keys.device_commands(app_id, device_id), first, last)
 
     def statuses(self, app_id: str, device_id: str, ids: list[str]) -> list[str | None]:
-        return self.redis.hmget(keys.statuses(app_id, device_id), ids) if ids else []
+        """The commands' statuses, in order (None where unknown), in one round trip."""
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(keys.statuses(app_id, device_id), ids)
+        pipe.zmscore(keys.pending(app_id, device_id), ids)
+        return list(map(status_of, *pipe.execute()))
 
     def device_of(self, app_id: str, command_id: str) -> str | None:
-        return self.redis.hget(keys.app_command_devices(app_id), command_id)
+        """The device of one of the application's commands, from its id alone (one call)."""
+        script_keys = [
+            keys.command_devices(app_id, command_id),
+            keys.app_device_ordinals(app_id),
+            keys.app_command_devices(app_id),
+        ]
+        return self.scripts.command_device(keys=script_keys, args=[command_id])
 
     def cancel(self, app_id: str, device_id: str, command_id: str, now: int) -> None:
         """Cancel one PENDING command. Raises CommandNotFound or CommandNotCancellable."""
@@ -198,7 +233,7 @@ class CommandStore:
             raise errors.CommandNotCancellable(rest[0])
 
     def load(self, app_id: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-        """Read (deviceId, commandId) pairs, in order, with three HMGETs per device in one round
+        """Read (deviceId, commandId) pairs, in order, with seven reads per device in one round
         trip; unknown ones are skipped."""
         by_device: dict[str, list[str]] = defaultdict(list)
         order = list(pairs)
@@ -208,16 +243,22 @@ class CommandStore:
         for device_id, ids in by_device.items():
             pipe.hmget(keys.documents(app_id, device_id), ids)
             pipe.hmget(keys.statuses(app_id, device_id), ids)
+            pipe.zmscore(keys.pending(app_id, device_id), ids)
             pipe.hmget(keys.lifecycle(app_id, device_id), ids)
+            pipe.hmget(keys.callbacks(app_id, device_id), ids)
+            pipe.zmscore(keys.device_commands(app_id, device_id), ids)
+            pipe.hgetall(keys.callback_urls(app_id, device_id))  # bounded (see keys)
         replies = iter(pipe.execute())
         found: dict[tuple[str, str], dict] = {}
         for device_id, ids in by_device.items():
-            documents, states, lives = next(replies), next(replies), next(replies)
-            for command_id, document, status, life in zip(
-                ids, documents, states, lives, strict=True
+            docs, written, queued, lives, refs, created, table = (next(replies) for _ in range(7))
+            urls = (documents.callback_url(ref, table) for ref in refs)
+            states = map(status_of, written, queued)
+            for command_id, document, status, life, url, ms in zip(
+                ids, docs, states, lives, urls, created, strict=True
             ):
-                if document and status:
-                    record = orjson.loads(document)
+                if document and status and ms is not None:
+                    record = documents.decode(document, app_id, device_id, command_id, url, ms)
                     record["status"] = status
                     if life:
                         record.update(orjson.loads(life))
@@ -227,17 +268,18 @@ class CommandStore:
     def page(
         self, app_id: str, device_id: str | None, start: int, end: int, offset: int, limit: int
     ) -> tuple[int, list[dict]]:
-        """Commands created in [start, end], newest first: (total matching, one page)."""
-        index = keys.device_commands(app_id, device_id) if device_id else keys.app_commands(app_id)
-        pipe = self.redis.pipeline(transaction=False)  # one key: one round trip, any server
-        pipe.zcount(index, start, end)
-        pipe.zrevrangebyscore(index, end, start, start=offset, num=limit)
-        total, ids = pipe.execute()
+        """Commands created in [start, end], newest first: (total matching, one page); without
+        a device, merged from the command indexes of every device that has had commands."""
         if device_id:
+            index = keys.device_commands(app_id, device_id)
+            pipe = self.redis.pipeline(transaction=False)  # one key: one round trip, any server
+            pipe.zcount(index, start, end)
+            pipe.zrevrangebyscore(index, end, start, start=offset, num=limit)
+            total, ids = pipe.execute()
             return total, self.load(app_id, ((device_id, cid) for cid in ids))
-        devices = self.redis.hmget(keys.app_command_devices(app_id), ids) if ids else []
-        pairs = ((dev, cid) for dev, cid in zip(devices, ids, strict=True) if dev)
-        return total, self.load(app_id, pairs)
+        devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
+        sources = [(dev, keys.device_commands(app_id, dev)) for dev in devices]
+        return self._sources_page(app_id, sources, (start, end), offset, limit)
 
     def page_by_status(
         self,
@@ -263,6 +305,19 @@ class CommandStore:
         devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
         self.settle(app_id, devices)
         sources = [(dev, keys.in_status(s)(app_id, dev)) for dev in devices for s in statuses]
+        return self._sources_page(app_id, sources, window, offset, limit)
+
+    def _sources_page(
+        self,
+        app_id: str,
+        sources: list[tuple[str, str]],
+        window: tuple[int, int],
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[dict]]:
+        """Commands created in [start, end] (`window`) in any of the (deviceId, zset by
+        creation ms) `sources`, newest first: (exact total, one page). One ZCOUNT per source
+        and at most min(its count, offset + limit) ids from each."""
         start, end = window
         counts = self._fan_out(sources, lambda pipe, source: pipe.zcount(source[1], start, end))
         total = sum(counts)
@@ -347,3 +402,9 @@ class CommandStore:
         merged = heapq.merge(*runs, reverse=True)
         chosen = itertools.islice(merged, offset, offset + limit)
         return self.load(app_id, ((dev, cid) for _, cid, dev in chosen))
+
+
+def status_of(written: str | None, queued: float | None) -> str | None:
+    """A command's status from its status hash entry and its pending queue score: a PENDING
+    command has no hash entry, the queue holds exactly the PENDING ones (lua/status_of.lua)."""
+    return written or ("PENDING" if queued is not None else None)

@@ -13,7 +13,9 @@ import zlib
 from collections.abc import Callable
 
 PREFIX = "dc"
-LAYOUT_VERSION = 2  # 1: one key per global index and a `dc:device-owners` hash
+# 1: one key per global index and a `dc:device-owners` hash; 2: command documents as JSON
+# objects with every field (3 stores the compact form of store/document.py: `devcmd migrate`)
+LAYOUT_VERSION = 3
 
 
 def bucket(device_id: str, buckets: int) -> int:
@@ -82,13 +84,34 @@ def device_key_member(product_key: str, device_key: str) -> str:
 
 
 def app_commands(app_id: str) -> str:
-    """Zset of the application's command ids by creation time."""
+    """Layout 2's zset of the application's command ids by creation time (`devcmd migrate`
+    deletes it: layout 3 merges the devices' command indexes instead)."""
     return f"{PREFIX}:{{{app_id}}}:commands"
 
 
 def app_command_devices(app_id: str) -> str:
-    """Hash commandId -> deviceId: finds a command's device from its id alone."""
+    """Layout 2's hash commandId -> deviceId, for the commands created before layout 3; read,
+    never written, by layout 3 (which writes `command_devices`)."""
     return f"{PREFIX}:{{{app_id}}}:command-devices"
+
+
+# Part of the key layout, as INDEX_BUCKETS is: changing it means a new LAYOUT_VERSION.
+COMMAND_DEVICE_BUCKETS = 1024
+
+
+def command_devices(app_id: str, command_id: str) -> str:
+    """Hash commandId -> device ordinal: one of COMMAND_DEVICE_BUCKETS buckets of the map that
+    finds a command's device from its id alone. Small buckets (up to about 128 x 1,024
+    commands per application) stay listpack-encoded, and an ordinal is shorter than a
+    deviceId: a fraction of one big commandId -> deviceId hash."""
+    number = zlib.crc32(command_id.encode()) % COMMAND_DEVICE_BUCKETS
+    return f"{PREFIX}:{{{app_id}}}:command-devices:{number}"
+
+
+def app_device_ordinals(app_id: str) -> str:
+    """Hash `next` -> last ordinal given, `d:<deviceId>` -> its ordinal, `<ordinal>` ->
+    deviceId: the numbers `command_devices` stores instead of deviceIds."""
+    return f"{PREFIX}:{{{app_id}}}:device-ordinals"
 
 
 def idempotency(app_id: str, key_digest: str) -> str:
@@ -134,7 +157,19 @@ def statuses(app_id: str, device_id: str) -> str:
 
 
 def callbacks(app_id: str, device_id: str) -> str:
+    """Hash commandId -> its callback URL's number in `callback_urls` (or the URL itself, see
+    there), for the commands that have one."""
     return _device(app_id, device_id, "callback")
+
+
+def callback_urls(app_id: str, device_id: str) -> str:
+    """Hash `u:<url>` -> number, `<number>` -> url, `next` -> last number: the device's
+    distinct callback URLs, each stored once; the callback hash stores their numbers (or the
+    URL itself once the device has had CALLBACK_URLS_PER_DEVICE distinct ones)."""
+    return _device(app_id, device_id, "callback-urls")
+
+
+CALLBACK_URLS_PER_DEVICE = 32  # enough for a device's usual one or two; bounds the table read
 
 
 def device_commands(app_id: str, device_id: str) -> str:

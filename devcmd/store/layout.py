@@ -48,10 +48,26 @@ def ensure(redis: Redis, buckets: int) -> None:
     except faults.UNAVAILABLE:
         return
     if found != want:
-        version, _, stored_buckets = str(found).partition("/")
-        raise LayoutMismatch(
-            f"the data store was written with key layout {version} and INDEX_BUCKETS="
-            f"{stored_buckets}; this devcmd uses layout {keys.LAYOUT_VERSION} with "
-            f"INDEX_BUCKETS={buckets}. Start it with INDEX_BUCKETS={stored_buckets} (same "
-            "layout), or point it at an empty store."
+        raise LayoutMismatch(_mismatch(str(found), buckets))
+
+
+def _mismatch(found: str, buckets: int) -> str:
+    """What to do about a store recorded with layout `found`."""
+    version, _, stored_buckets = found.partition("/")
+    if version.endswith("-migrating"):
+        return (
+            f"the data store is being migrated to key layout {version.removesuffix('-migrating')}"
+            " (or a migration was interrupted): run `devcmd migrate` to finish it"
         )
+    if version == str(keys.LAYOUT_VERSION - 1):  # the one layout `devcmd migrate` moves from
+        return (
+            f"the data store was written with key layout {version} and INDEX_BUCKETS="
+            f"{stored_buckets}; this devcmd uses layout {keys.LAYOUT_VERSION}. Stop the older "
+            f"processes and run `devcmd migrate` (with INDEX_BUCKETS={stored_buckets}) first."
+        )
+    return (
+        f"the data store was written with key layout {version} and INDEX_BUCKETS="
+        f"{stored_buckets}; this devcmd uses layout {keys.LAYOUT_VERSION} with "
+        f"INDEX_BUCKETS={buckets}. Start it with INDEX_BUCKETS={stored_buckets} (same "
+        "layout), or point it at an empty store."
+    )

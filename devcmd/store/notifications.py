@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import orjson
 from redis import Redis
 
-from devcmd.store import keys
+from devcmd.store import document, keys
 from devcmd.store.scripts import Scripts
 
 
@@ -94,7 +94,12 @@ class OutboxStore:
         return remaining
 
     def callback_urls(self, app_id: str, device_id: str, command_ids: list[str]) -> list:
-        return self.redis.hmget(keys.callbacks(app_id, device_id), command_ids)
+        """The commands' callback URLs, in order (None where there is none); one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(keys.callbacks(app_id, device_id), command_ids)
+        pipe.hgetall(keys.callback_urls(app_id, device_id))  # bounded (see keys)
+        refs, table = pipe.execute()
+        return [document.callback_url(ref, table) for ref in refs]
 
     def result_details(self, app_id: str, device_id: str, command_ids: list[str]) -> list:
         """The devices' `resultDetail` of finished commands (None where there is none)."""

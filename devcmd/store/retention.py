@@ -8,6 +8,7 @@ application-level entries (see their headers for the order and why).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from redis import Redis
@@ -139,13 +140,17 @@ class RetentionStore:
         return reply[0]
 
     def unlist_commands(self, app_id: str, command_ids: list[str]) -> None:
-        """The application-level step: drop commands from `dc:{appId}:commands` and
-        `command-devices` (one slot, the application's)."""
+        """The application-level step: drop commands from the command map (their buckets of
+        `command-devices:<n>`) and from layout 2's `command-devices`, kept read only for the
+        commands created before layout 3 (one slot, the application's)."""
+        by_bucket: dict[str, list[str]] = defaultdict(list)
+        for command_id in command_ids:
+            by_bucket[keys.command_devices(app_id, command_id)].append(command_id)
         pipe = self.redis.pipeline(transaction=False)
+        for bucket, ids in by_bucket.items():
+            pipe.hdel(bucket, *ids)
         for first in range(0, len(command_ids), 1000):
-            chunk = command_ids[first : first + 1000]
-            pipe.zrem(keys.app_commands(app_id), *chunk)
-            pipe.hdel(keys.app_command_devices(app_id), *chunk)
+            pipe.hdel(keys.app_command_devices(app_id), *command_ids[first : first + 1000])
         pipe.execute()
 
     def forget_tasks(self, app_id: str, device_id: str, due: Due) -> int:
@@ -180,6 +185,7 @@ class RetentionStore:
             keys.pending,
             keys.statuses,
             keys.callbacks,
+            keys.callback_urls,
             keys.status_debt,
             keys.expiry,
             keys.documents,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-import orjson
 from redis import Redis, RedisError
 
 from devcmd import errors, faults
+from devcmd.store import document as documents
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts, slot_client
 
@@ -101,6 +101,9 @@ class RevocationStore:
                     keys.task(app_id, device_id, task_id),
                     keys.device_tasks(app_id, device_id),
                     keys.documents(app_id, device_id),
+                    keys.callbacks(app_id, device_id),
+                    keys.device_commands(app_id, device_id),
+                    keys.callback_urls(app_id, device_id),
                 ],
                 [
                     task_id,
@@ -118,7 +121,13 @@ class RevocationStore:
             if reply[0] == -2:
                 raise errors.ScopeTooLarge(reply[1], limit)
             raise errors.DeviceNotFound()
-        scoped = [orjson.loads(document) | {"status": "PENDING"} for document in reply[2:]]
+        listed = reply[2:]
+        fields = (listed[0::4], listed[1::4], listed[2::4], listed[3::4])
+        scoped = [
+            documents.decode(doc, app_id, device_id, command_id, url or None, int(ms))
+            | {"status": "PENDING"}
+            for command_id, doc, url, ms in zip(*fields, strict=True)
+        ]
         return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
 
     def _open_task_durably(self, script_keys: list[str], args: list) -> list:

@@ -31,11 +31,17 @@ NAMES = (
     "forget_tasks",
     "forget_device",
     "forget_notified",
+    "device_ordinal",
+    "command_device",
 )
 
 
 # Lua functions shared by several scripts, prepended to those that call them.
-PRELUDES = {"move_status(": "status_index", "record_finished(": "finished_index"}
+PRELUDES = {
+    "move_status(": "status_index",
+    "record_finished(": "finished_index",
+    "status_of(": "status_of",
+}
 
 
 @cache
@@ -105,3 +111,5 @@ class Scripts:
     forget_tasks: Script
     forget_device: Script
     forget_notified: Script
+    device_ordinal: Script
+    command_device: Script

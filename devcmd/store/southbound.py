@@ -71,7 +71,7 @@ class TimerIndex:
 
 def _transition_keys(app_id: str, device_id: str, *statuses: str) -> list[str]:
     """The KEYS of ack_command.lua and finish_command.lua: the same six keys, the device's
-    command index, then the indexes of the statuses the script moves between."""
+    command index, the indexes of the statuses the script moves between, the pending queue."""
     return keys.for_device(
         app_id,
         device_id,
@@ -83,6 +83,7 @@ def _transition_keys(app_id: str, device_id: str, *statuses: str) -> list[str]:
         keys.callbacks,
         keys.device_commands,
         *map(keys.in_status, statuses),
+        keys.pending,
     )
 
 

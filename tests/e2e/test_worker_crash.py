@@ -27,7 +27,7 @@ from devcmd.domain.devices import register
 from devcmd.domain.ids import new_id
 from devcmd.embedded import free_port
 from devcmd.services import Services
-from devcmd.store import keys
+from devcmd.store import document, keys
 from tests.e2e.oceanconnect import OceanConnect
 from tests.e2e.processes import (
     PROCESSES,
@@ -136,14 +136,16 @@ def queue_commands(
     for start in range(1, count, CREATE_CHUNK):
         chunk = [new_id() for _ in range(start, min(start + CREATE_CHUNK, count))]
         pipe = svc.redis.pipeline(transaction=False)
-        pipe.hset(keys.app_command_devices(app_id), mapping=dict.fromkeys(chunk, device_id))
-        pipe.zadd(keys.app_commands(app_id), dict.fromkeys(chunk, now))
+        ordinal = svc.commands.ordinal(app_id, device_id)
+        for command_id in chunk:  # as CommandStore.create maps each command to its device
+            pipe.hset(keys.command_devices(app_id, command_id), command_id, ordinal)
         for level, command_id in enumerate(chunk, start):
-            document = orjson.dumps(template | {"commandId": command_id, "paras": {"level": level}})
-            args = [command_id, now, limit, callback_url, due, document]
+            record = template | {"commandId": command_id, "paras": {"level": level}}
+            urls = keys.CALLBACK_URLS_PER_DEVICE
+            args = [command_id, now, limit, callback_url, due, document.encode(record), urls]
             svc.scripts.create_command(keys=script_keys, args=args, client=pipe)
         replies = pipe.execute()
-        assert {reply[0] for reply in replies[2:]} == {1}, "a command was not created"
+        assert {reply[0] for reply in replies[len(chunk) :]} == {1}, "a command was not created"
         ids += chunk
     return ids
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from app import create_app
-from devcmd.domain import auth
+from devcmd.domain import auth, commands
 from devcmd.store import keys
 from tests.integration.test_backpressure import snapshot
 
@@ -34,7 +34,9 @@ def create(client, headers, device_id, key, paras=None, **extra):
 
 
 def commands_of(svc, app_id: str) -> list[str]:
-    return svc.redis.zrange(keys.app_commands(app_id), 0, -1)
+    """Every command id of the application, oldest first (whichever device it is on)."""
+    _, found = commands.query(svc, app_id, None, 0, 2**62, 0, 1000)
+    return [command["commandId"] for command in reversed(found)]
 
 
 def test_a_retried_create_answers_the_first_answer_and_creates_nothing_more(

@@ -377,6 +377,9 @@ class CommandMachine(RuleBasedStateMachine):
         found["fence"] = int(replies[len(names)] or 0)
         for name in ("pending", "in_flight", "retransmit", "expiry"):
             found[name] = {cid: int(score) for cid, score in found[name]}
+        # A PENDING command has no status hash entry: the pending queue answers for it.
+        assert not found["status"].keys() & found["pending"].keys()
+        found["status"] |= dict.fromkeys(found["pending"], "PENDING")
         indexes = replies[len(names) + 2 :]
         found["in_status"] = {
             status: {cid: int(score) for cid, score in index}

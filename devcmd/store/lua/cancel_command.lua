@@ -8,7 +8,7 @@ local st, q, cb, outbox, all, in_pending, in_canceled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id, now = ARGV[1], ARGV[2]
 
-local status = redis.call('HGET', st, id)
+local status = status_of(st, q, id)
 if not status then
   return {-1}
 end

@@ -4,26 +4,34 @@
 -- What names a command, and where it goes:
 --   device slot `dc:{appId:deviceId}:...` (this script, one atomic step):
 --     finished (list `<ms> <id>[,<id>...]`, this script pops the entries it handles),
---     status (hash), documents (hash), lifecycle (hash), callback (hash of callback URLs),
---     commands (zset: the device's command index), expiry / in-flight / retransmit (zsets;
+--     status (hash), documents (hash), lifecycle (hash), callback (hash id -> the number of
+--     its URL in callback-urls, or the URL itself), commands (zset: the device's command
+--     index), expiry / in-flight / retransmit (zsets;
 --     expiry is lazy, so a finished id may still be there), notifications (hash fields
 --     `msg_<id>_<STATUS>`, one per status), in:<STATUS> (per-status zsets; in:PENDING too: a
 --     swept command whose status debt is not yet paid is still listed there. The debt entry
 --     itself stays: settle_statuses.lua skips ids that are no longer in the command index).
 --   application slot `dc:{appId}:...` (store/retention.py, BEFORE this script):
---     commands (zset, read by queries without a deviceId), command-devices (hash id ->
---     deviceId, read by every query of one command).
+--     command-devices:<n> (the id's bucket of the command map, id -> device ordinal, read by
+--     every query of one command) and layout 2's command-devices (hash id -> deviceId, kept
+--     read only for commands created before layout 3). Layout 3 has no application-wide
+--     command index: queries without a deviceId merge the devices' indexes.
 -- Order: the application's entries go first, so a crash between the two steps leaves a
--- command that only the device's own query lists (its count and its page agree: both read the
--- device's index) and that lookups by id answer as unknown (404 100434), never an application
--- entry with nothing behind it (which a totalSize would count but no page could show). The
--- next run takes the same entries again (they are popped here, last) and finishes the job.
+-- command that the listings still show (the device's and the application's, both read from
+-- the devices' indexes, so every count and its page agree) and that lookups by id answer as
+-- unknown (404 100434), never a command map entry with nothing behind it (which nothing
+-- would ever remove: the finished entries naming it are gone). The next run takes the same
+-- entries again (they are popped here, last) and finishes the job.
 -- Not touched: the outbox (a drained event of a removed command finds no callback URL and is
 -- skipped), bucket indexes in other slots (their readers skip ids that are gone), the
--- application's command-device-ids set (the device may still have commands).
+-- application's command-device-ids set (the device may still have commands), the device's
+-- callback-urls table (a URL's number is shared by every command that used it, and the table
+-- holds at most CALLBACK_URLS_PER_DEVICE URLs: it goes with the device, forget_device.lua)
+-- and the application's device-ordinals (an ordinal is never given twice; a process
+-- remembers it).
 --
--- KEYS: 1 finished list, 2 status hash, 3 documents hash, 4 lifecycle hash, 5 callback-url
---       hash, 6 device's command index (zset ms), 7 expiry zset, 8 in-flight zset,
+-- KEYS: 1 finished list, 2 status hash, 3 documents hash, 4 lifecycle hash, 5 callback hash
+--       (id -> URL number or URL), 6 device's command index (zset ms), 7 expiry zset, 8 in-flight zset,
 --       9 retransmit zset, 10 notifications hash, status indexes 11 PENDING, 12 SUCCESSFUL,
 --       13 FAILED, 14 TIMEOUT, 15 CANCELED, 16 EXPIRED
 -- ARGV: 1 how many entries to take from the head of the finished list, 2 the first of them as

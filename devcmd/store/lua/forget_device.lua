@@ -1,6 +1,8 @@
 -- Remove what is left of a deleted device once retention has removed all its commands and
--- tasks: its record and its (by then empty or lazy) per-device keys. A deleted device gets no
--- new command or task, so once this finds nothing left nothing can come back.
+-- tasks: its record and its (by then empty or lazy) per-device keys, its callback-urls table
+-- among them. A deleted device gets no new command or task, so once this finds nothing left
+-- nothing can come back. Its entries in the application's device-ordinals stay (two short
+-- fields): processes remember ordinals, so one must never be taken back and given again.
 -- KEYS: 1 device hash, 2 device's command index, 3 device's task index, 4 finished list,
 --       5 finished task list, 6... every other key of the device (deleted as they are)
 -- ARGV: none

@@ -3,15 +3,19 @@
 -- earlier task's scope. Raising the fence to the device's current seq is what makes the
 -- revocation effective at once: delivery only hands out commands above the fence.
 -- KEYS: 1 device hash, 2 pending queue, 3 task hash, 4 device's task index (zset ms),
---       5 documents hash (the scoped commands listed in the answer are returned whole)
+--       5 documents hash, 6 callback-url hash, 7 device's command index (zset ms),
+--       8 the device's distinct callback URLs: the scoped commands listed in the answer are
+--       returned whole
 -- ARGV: 1 taskId, 2 now ms, 3 how many scoped ids to return, 4 appId, 5 deviceId,
 --       6 '1' when the device is being deleted (no further commands accepted),
 --       7 optional largest scope accepted (a synchronous cancel); absent or 0 = no limit,
 --       8 optional '1': keep the task out of the device's task index (a synchronous cancel)
--- Returns: {1, total, documents...} opened; {0, total, documents...} already open;
+-- Returns: {1, total, scoped...} opened; {0, total, scoped...} already open;
 --          {-1} device unknown; {-2, total} scope larger than ARGV 7 (nothing written).
---          Documents are of scoped commands still PENDING, in queue order.
-local dev, q, task, tasks, docs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+--          Scoped is (commandId, document, callbackUrl or '', creation ms) per scoped command
+--          still PENDING, in queue order.
+local dev, q, task, tasks, docs, cb, all, numbered =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, now, cap, app_id, device_id, deleting = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local limit = tonumber(ARGV[7] or '0') or 0
 local unlisted = ARGV[8] == '1'
@@ -28,8 +32,17 @@ local function scoped(result, lo, hi, total)
     for i = first, math.min(first + 999, #ids) do
       chunk[#chunk + 1] = ids[i]
     end
-    for _, doc in ipairs(redis.call('HMGET', docs, unpack(chunk))) do
+    local found, urls = redis.call('HMGET', docs, unpack(chunk)), redis.call('HMGET', cb, unpack(chunk))
+    local created = redis.call('ZMSCORE', all, unpack(chunk))
+    for i, doc in ipairs(found) do
+      result[#result + 1] = chunk[i]
       result[#result + 1] = doc
+      local url = urls[i]
+      if url and tonumber(url) then  -- a number in the device's URL table (keys.callback_urls)
+        url = redis.call('HGET', numbered, url)
+      end
+      result[#result + 1] = url or ''
+      result[#result + 1] = created[i]
     end
   end
   return result

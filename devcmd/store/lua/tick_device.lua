@@ -16,7 +16,7 @@ local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local expired, retransmit, timed_out = {}, 0, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', exp, id)
-  if redis.call('HGET', st, id) == 'PENDING' then
+  if redis.call('ZSCORE', q, id) then  -- still PENDING (status_of.lua)
     redis.call('HSET', st, id, 'EXPIRED')
     redis.call('ZREM', q, id)
     move_status(all, id, in_pending, in_expired)
@@ -29,7 +29,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 
   redis.call('ZREM', inflight, id)
   if redis.call('HGET', st, id) == 'SENT' then
     local issued = cjson.decode(redis.call('HGET', life, id) or '{}').issuedTimes or 1
-    local allowed = cjson.decode(redis.call('HGET', docs, id)).maxRetransmit or 0
+    -- documents are arrays, maxRetransmit is element 5 (store/document.py)
+    local allowed = cjson.decode(redis.call('HGET', docs, id))[5] or 0
     if issued <= allowed then
       redis.call('ZADD', retry, due, id)
       retransmit = retransmit + 1
