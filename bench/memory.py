@@ -105,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=100_000, help="commands, spread")
     parser.add_argument("--devices", type=int, default=1_000, help="devices they spread over")
-    parser.add_argument("--deep", type=int, default=20_000, help="commands on one device")
+    parser.add_argument("--deep", type=int, default=100_000, help="commands on one device")
     parser.add_argument("--binary", help="server binary (default: the embedded Valkey)")
     parser.add_argument("--breakdown", action="store_true", help="also bytes per kind of key")
     args = parser.parse_args()
