@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=100_000)
     parser.add_argument("--naive", type=int, default=10_000, help="commands for the baseline")
-    parser.add_argument("--runs", type=int, default=31, help="creation repetitions per device")
+    parser.add_argument("--runs", type=int, default=101, help="creation repetitions per device")
     args = parser.parse_args()
     with temporary_server() as server:
         run(server.url, args)
