@@ -8,18 +8,10 @@ from devcmd import errors, faults
 from devcmd.clock import now_ms
 from devcmd.domain import callback_guard, ids
 from devcmd.services import Services
+from devcmd.store import keys
 
 DEFAULT_EXPIRE_SECONDS = 172_800
-STATUSES = (
-    "PENDING",
-    "SENT",
-    "DELIVERED",
-    "SUCCESSFUL",
-    "FAILED",
-    "TIMEOUT",
-    "CANCELED",
-    "EXPIRED",
-)
+STATUSES = keys.COMMAND_STATUSES
 # Older OceanConnect pages call PENDING `DEFAULT`: accepted as a filter, never answered.
 STATUS_ALIASES = {"DEFAULT": "PENDING"}
 

@@ -177,6 +177,20 @@ def device_commands(app_id: str, device_id: str) -> str:
     return _device(app_id, device_id, "commands")
 
 
+# A command's statuses, in lifecycle order (PENDING first): the per-status indexes below, the
+# status filter of queries and retention all name this one tuple.
+COMMAND_STATUSES = (
+    "PENDING",
+    "SENT",
+    "DELIVERED",
+    "SUCCESSFUL",
+    "FAILED",
+    "TIMEOUT",
+    "CANCELED",
+    "EXPIRED",
+)
+
+
 def in_status(status: str) -> Callable[[str, str], str]:
     """The builder of a device's index of commands now in `status` (zset commandId -> creation
     ms): every transition moves the id between two of these in its own Lua step, so a status

@@ -16,17 +16,8 @@ from redis import Redis
 from devcmd.store import keys
 from devcmd.store.scripts import Scripts
 
-STATUSES_NOTIFIED = ("SENT", "DELIVERED", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
-ALL_STATUSES = (
-    "PENDING",
-    "SENT",
-    "DELIVERED",
-    "SUCCESSFUL",
-    "FAILED",
-    "TIMEOUT",
-    "CANCELED",
-    "EXPIRED",
-)
+# Every status but PENDING sends a notification (`msg_<id>_<STATUS>`).
+STATUSES_NOTIFIED = keys.COMMAND_STATUSES[1:]
 FORGET_STATUSES = ("PENDING", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
 PENDING_NOTIFICATION = '"state":"pending"'  # as orjson writes a record still in delivery
 
@@ -195,7 +186,7 @@ class RetentionStore:
             keys.outbox,
             keys.notifications,
             keys.notified,
-            *map(keys.in_status, ALL_STATUSES),
+            *map(keys.in_status, keys.COMMAND_STATUSES),
         )
         if not self.scripts.forget_device(keys=device_keys):
             return False
