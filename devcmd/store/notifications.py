@@ -73,9 +73,9 @@ class OutboxStore:
         return None
 
     def unlock(self, app_id: str, device_id: str, token: str) -> None:
-        key = keys.outbox_lock(app_id, device_id)
-        if self.redis.get(key) == token:
-            self.redis.delete(key)
+        """Release the drain lock if it is still `token`'s, in one step on the server: a lock
+        that expired and was taken by another drainer is left to it."""
+        self.scripts.release_lock(keys=[keys.outbox_lock(app_id, device_id)], args=[token])
 
     def peek(self, app_id: str, device_id: str, count: int) -> list[Event]:
         raw = self.redis.lrange(keys.outbox(app_id, device_id), 0, count - 1)

@@ -27,6 +27,7 @@ NAMES = (
     "settle_idempotency",
     "admit_call",
     "drop_outbox",
+    "release_lock",
     "forget_commands",
     "forget_tasks",
     "forget_device",
@@ -107,6 +108,7 @@ class Scripts:
     settle_idempotency: Script
     admit_call: Script
     drop_outbox: Script
+    release_lock: Script
     forget_commands: Script
     forget_tasks: Script
     forget_device: Script

@@ -79,6 +79,16 @@ def test_flush_waits_while_another_process_drains(svc, app_id, device_id):
     assert notifications.flush(svc, app_id, device_id) is True
 
 
+def test_a_drainer_whose_lock_expired_leaves_the_new_holders_lock(svc, app_id, device_id):
+    stale = svc.outbox.lock(app_id, device_id, 5000)
+    svc.redis.delete(keys.outbox_lock(app_id, device_id))  # its TTL ran out
+    holder = svc.outbox.lock(app_id, device_id, 5000)
+    svc.outbox.unlock(app_id, device_id, stale)
+    assert svc.redis.get(keys.outbox_lock(app_id, device_id)) == holder
+    svc.outbox.unlock(app_id, device_id, holder)
+    assert svc.redis.exists(keys.outbox_lock(app_id, device_id)) == 0
+
+
 def test_a_drainer_that_lost_its_lock_drops_nothing(svc, app_id, device_id):
     """A round that stalled past the drain lock (or a drainer presumed dead) must not trim
     events that the lock's new holder is draining."""
