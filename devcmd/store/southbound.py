@@ -184,4 +184,18 @@ class SouthboundStore:
         )
         tick = Tick(expired, retransmitting, timed_out, None if next_due == -1 else next_due)
         self.timers.reschedule(app_id, device_id, tick.next_due)
+        # The index is in another slot than the device, so the reschedule cannot be part of the
+        # script: a create or fetch that scheduled between the two was just overwritten. Its
+        # timer is in the device's zsets by then, so one more look finds it.
+        earliest = self._earliest_due(app_id, device_id)
+        if earliest is not None and (tick.next_due is None or earliest < tick.next_due):
+            self.timers.schedule(app_id, device_id, earliest)
         return tick
+
+    def _earliest_due(self, app_id: str, device_id: str) -> int | None:
+        """The device's earliest expiry or ack deadline (the zsets tick_device.lua reads)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(keys.expiry(app_id, device_id), 0, 0, withscores=True)
+        pipe.zrange(keys.in_flight(app_id, device_id), 0, 0, withscores=True)
+        firsts = [int(first[0][1]) for first in pipe.execute() if first]
+        return min(firsts, default=None)

@@ -104,6 +104,44 @@ def test_every_status_change_is_one_outbox_event(svc, app_id, device_id):
     )  # fmt: skip
 
 
+def test_a_create_landing_between_a_tick_and_its_reschedule_keeps_its_timer(
+    svc, app_id, device_id, monkeypatch
+):
+    """A tick reschedules its device in the shared index after its script (another slot): a
+    create that schedules in between must still be found by the beat when it falls due."""
+    first = commands.create(svc, app_id, device_id, COMMAND, {"expireTime": 60})["commandId"]
+    timers, racing = svc.southbound.timers, []
+    real = timers.redis
+
+    class Interleaved:
+        """The real client; the first write to the index is preceded by a create."""
+
+        def __getattr__(self, name):
+            attr = getattr(real, name)
+            if name not in ("zadd", "zrem") or racing:
+                return attr
+
+            def step(*args, **kwargs):
+                racing.append("firing")  # the create below writes to the index too
+                options = {"expireTime": 120}
+                racing.append(commands.create(svc, app_id, device_id, COMMAND, options))
+                return attr(*args, **kwargs)
+
+            return step
+
+    now = now_ms()
+    monkeypatch.setattr(timers, "redis", Interleaved())
+    svc.southbound.tick(app_id, device_id, now + 61_000, 100)
+    monkeypatch.undo()
+    assert status(svc, app_id, first) == "EXPIRED"
+    assert len(racing) == 2
+    assert status(svc, app_id, racing[-1]["commandId"]) == "PENDING"
+    bucket = keys.bucket(device_id, timers.buckets)
+    assert timers.due(bucket, now + 125_000, 100) == [(app_id, device_id)]
+    svc.southbound.tick(app_id, device_id, now + 125_000, 100)
+    assert status(svc, app_id, racing[-1]["commandId"]) == "EXPIRED"
+
+
 def test_timers_index_finds_due_devices_without_scanning(svc, app_id, device_id):
     command_id = commands.create(svc, app_id, device_id, COMMAND, {"expireTime": 1})["commandId"]
     bucket = keys.bucket(device_id, svc.config.index_buckets)
