@@ -8,7 +8,7 @@ from importlib import resources
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 NAMES = (
     "create_command",
@@ -33,6 +33,7 @@ NAMES = (
     "forget_notified",
     "device_ordinal",
     "command_device",
+    "read_commands",
 )
 
 
@@ -84,6 +85,37 @@ def reply(answer, script: Script, keys: list[str], args: list):
     return answer
 
 
+def read_each(redis: Redis | RedisCluster, script: Script, calls: list[tuple[list, list]]) -> list:
+    """The answers of a read-only `script` run once per (keys, args) of `calls`, in order, in
+    one round trip per server. On a cluster, a pipeline goes to each master holding some of the
+    keys; a call it could not answer (the slot moved, the node failed over) runs again alone
+    through the cluster client, which follows redirections: safe, as the script only reads."""
+    if len(calls) == 1:
+        return [script(*calls[0])]
+    if pipelined(redis):
+        pipe = redis.pipeline(transaction=False)
+        for call in calls:
+            queue(pipe, script, *call)
+        replies = pipe.execute(raise_on_error=False)
+        return [reply(answer, script, *call) for answer, call in zip(replies, calls, strict=True)]
+    by_node: dict[Redis, list[int]] = {}
+    for number, (keys, _) in enumerate(calls):
+        by_node.setdefault(slot_client(redis, keys[0]), []).append(number)
+    answers: list = [None] * len(calls)
+    for node, numbers in by_node.items():
+        pipe = node.pipeline(transaction=False)
+        for number in numbers:
+            queue(pipe, script, *calls[number])
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except RedisError:
+            replies = [RedisError()] * len(numbers)
+        for number, answer in zip(numbers, replies, strict=True):
+            failed = isinstance(answer, Exception)
+            answers[number] = script(*calls[number]) if failed else answer
+    return answers
+
+
 class Scripts:
     """The registered scripts of one client; redis-py reloads them after NOSCRIPT."""
 
@@ -113,3 +145,4 @@ class Scripts:
     forget_notified: Script
     device_ordinal: Script
     command_device: Script
+    read_commands: Script
