@@ -1,4 +1,5 @@
-"""Command records: creation and single cancel through Lua, reads through pipelines."""
+"""Command records: creation, single cancel and reads through Lua; the counts and ids of pages
+merged over devices or statuses through pipelines."""
 
 from __future__ import annotations
 
