@@ -355,19 +355,47 @@ class CommandStore:
         """One device: counts and candidate ids of every asked status in one transaction (a
         single slot) that first pays what is left of its status debt, so total and page come
         from the same moment."""
-        start, end = window
         skip = offset if len(statuses) == 1 else 0  # one status needs no merge
         self.settle(app_id, [device_id])
-        debt_keys = self.debt_keys(app_id, device_id)
-        pipe = slot_client(self.redis, debt_keys[0]).pipeline(transaction=True)
-        self.scripts.settle_statuses(keys=debt_keys, args=[0], client=pipe)
-        for status in statuses:
-            index = keys.in_status(status)(app_id, device_id)
-            pipe.zcount(index, start, end)
-            pipe.zrevrangebyscore(index, end, start, skip, offset + limit - skip, withscores=True)
-        replies = pipe.execute()[1:]
+        take = offset + limit - skip
+        replies = self._settled_runs(app_id, device_id, statuses, window, skip, take)
         runs = [[(ms, cid, device_id) for cid, ms in run] for run in replies[1::2]]
         return sum(replies[0::2]), self._merged_page(app_id, runs, offset - skip, limit)
+
+    def _settled_runs(
+        self,
+        app_id: str,
+        device_id: str,
+        statuses: Sequence[str],
+        window: tuple[int, int],
+        skip: int,
+        take: int,
+    ) -> list:
+        """In one transaction: the rest of the device's status debt paid, then per status its
+        count in [start, end] (`window`) and `take` of its (id, creation ms), newest first,
+        after the first `skip`."""
+        start, end = window
+        debt_keys = self.debt_keys(app_id, device_id)
+
+        def run() -> list:
+            pipe = slot_client(self.redis, debt_keys[0]).pipeline(transaction=True)
+            # By sha: a script handed to a pipeline would make redis-py ask SCRIPT EXISTS first,
+            # one more round trip on every query.
+            scripts.queue(pipe, self.scripts.settle_statuses, debt_keys, [0])
+            for status in statuses:
+                index = keys.in_status(status)(app_id, device_id)
+                pipe.zcount(index, start, end)
+                pipe.zrevrangebyscore(index, end, start, skip, take, withscores=True)
+            return pipe.execute(raise_on_error=False)
+
+        replies = run()
+        if isinstance(replies[0], NoScriptError):  # the server lost its scripts: load, again
+            self.scripts.settle_statuses(keys=debt_keys, args=[0])
+            replies = run()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies[1:]
 
     def settle(self, app_id: str, device_ids: list[str]) -> None:
         """Bring the devices' per-status indexes up to date with what sweeps did (their status

@@ -1,7 +1,7 @@
 """Reads of commands (lua/read_commands.lua): a page answers every field each command holds
 (callback URLs numbered or inline, delivery fields, statuses, the time window), the application
 listing merges devices on every server, loads keep their order and skip what is gone, and a
-server that lost its scripts still answers."""
+server that lost its scripts still answers (status filters too)."""
 
 from __future__ import annotations
 
@@ -118,3 +118,10 @@ def test_a_server_that_lost_its_scripts_still_answers_pages(svc, app_id, clock) 
     svc.redis.script_flush()
     listed = commands.query(svc, app_id, None, 0, 2**53, 0, 9)[1]
     assert [c["commandId"] for c in listed] == made[::-1]
+    commands.cancel(svc, app_id, made[3])
+    svc.redis.script_flush()
+    canceled = commands.query(svc, app_id, fleet[0], 0, 2**53, 0, 9, ["CANCELED", "PENDING"])
+    assert [(c["commandId"], c["status"]) for c in canceled[1]] == [
+        (made[3], "CANCELED"),
+        (made[0], "PENDING"),
+    ]
