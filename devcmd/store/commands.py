@@ -1,4 +1,5 @@
-"""Command records: creation and single cancel through Lua, reads through pipelines."""
+"""Command records: creation, single cancel and reads through Lua; the counts and ids of pages
+merged over devices or statuses through pipelines."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import orjson
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
@@ -21,6 +21,8 @@ from devcmd.store.southbound import TimerIndex
 
 PIPELINE_CHUNK = 1000  # commands per round trip when a status filter fans out over devices
 ORDINAL_CACHE_SIZE = 100_000
+# Most ids per run of read_commands.lua: bounds one run, and Lua's unpack (about 8,000 values).
+READ_CHUNK = 1000
 
 
 class CommandStore:
@@ -233,50 +235,54 @@ class CommandStore:
             raise errors.CommandNotCancellable(rest[0])
 
     def load(self, app_id: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-        """Read (deviceId, commandId) pairs, in order, with seven reads per device in one round
-        trip; unknown ones are skipped."""
+        """Read (deviceId, commandId) pairs, in order, with one script run per device
+        (lua/read_commands.lua) in one round trip per server; unknown ones are skipped."""
         by_device: dict[str, list[str]] = defaultdict(list)
         order = list(pairs)
         for device_id, command_id in order:
             by_device[device_id].append(command_id)
-        pipe = self.redis.pipeline(transaction=False)
-        for device_id, ids in by_device.items():
-            pipe.hmget(keys.documents(app_id, device_id), ids)
-            pipe.hmget(keys.statuses(app_id, device_id), ids)
-            pipe.zmscore(keys.pending(app_id, device_id), ids)
-            pipe.hmget(keys.lifecycle(app_id, device_id), ids)
-            pipe.hmget(keys.callbacks(app_id, device_id), ids)
-            pipe.zmscore(keys.device_commands(app_id, device_id), ids)
-            pipe.hgetall(keys.callback_urls(app_id, device_id))  # bounded (see keys)
-        replies = iter(pipe.execute())
+        chunks = [
+            (device_id, ids[first : first + READ_CHUNK])
+            for device_id, ids in by_device.items()
+            for first in range(0, len(ids), READ_CHUNK)
+        ]
+        calls = [(self.read_keys(app_id, dev), ["ids", *ids]) for dev, ids in chunks]
+        replies = scripts.read_each(self.redis, self.scripts.read_commands, calls)
         found: dict[tuple[str, str], dict] = {}
-        for device_id, ids in by_device.items():
-            docs, written, queued, lives, refs, created, table = (next(replies) for _ in range(7))
-            urls = (documents.callback_url(ref, table) for ref in refs)
-            states = map(status_of, written, queued)
-            for command_id, document, status, life, url, ms in zip(
-                ids, docs, states, lives, urls, created, strict=True
-            ):
-                if document and status and ms is not None:
-                    record = documents.decode(document, app_id, device_id, command_id, url, ms)
-                    record["status"] = status
-                    if life:
-                        record.update(orjson.loads(life))
-                    found[device_id, command_id] = record
+        for (device_id, _), (_, *rows) in zip(chunks, replies, strict=True):
+            for record in documents.records(app_id, device_id, rows):
+                found[device_id, record["commandId"]] = record
         return [found[pair] for pair in order if pair in found]
+
+    @staticmethod
+    def read_keys(app_id: str, device_id: str) -> list[str]:
+        """The KEYS of `read_commands.lua` for one device."""
+        return keys.for_device(
+            app_id,
+            device_id,
+            keys.device_commands,
+            keys.documents,
+            keys.statuses,
+            keys.pending,
+            keys.lifecycle,
+            keys.callbacks,
+            keys.callback_urls,
+        )
 
     def page(
         self, app_id: str, device_id: str | None, start: int, end: int, offset: int, limit: int
     ) -> tuple[int, list[dict]]:
         """Commands created in [start, end], newest first: (total matching, one page); without
-        a device, merged from the command indexes of every device that has had commands."""
+        a device, merged from the command indexes of every device that has had commands. One
+        device's total and page are read by one script run, from the same moment. `limit` is at
+        most READ_CHUNK (ValueError)."""
+        if limit > READ_CHUNK:
+            raise ValueError(f"a page holds at most {READ_CHUNK} commands, not {limit}")
         if device_id:
-            index = keys.device_commands(app_id, device_id)
-            pipe = self.redis.pipeline(transaction=False)  # one key: one round trip, any server
-            pipe.zcount(index, start, end)
-            pipe.zrevrangebyscore(index, end, start, start=offset, num=limit)
-            total, ids = pipe.execute()
-            return total, self.load(app_id, ((device_id, cid) for cid in ids))
+            script_keys = self.read_keys(app_id, device_id)
+            args = ["page", start, end, offset, limit]
+            total, *rows = self.scripts.read_commands(keys=script_keys, args=args)
+            return total, documents.records(app_id, device_id, rows)
         devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
         sources = [(dev, keys.device_commands(app_id, dev)) for dev in devices]
         return self._sources_page(app_id, sources, (start, end), offset, limit)
@@ -349,19 +355,47 @@ class CommandStore:
         """One device: counts and candidate ids of every asked status in one transaction (a
         single slot) that first pays what is left of its status debt, so total and page come
         from the same moment."""
-        start, end = window
         skip = offset if len(statuses) == 1 else 0  # one status needs no merge
         self.settle(app_id, [device_id])
-        debt_keys = self.debt_keys(app_id, device_id)
-        pipe = slot_client(self.redis, debt_keys[0]).pipeline(transaction=True)
-        self.scripts.settle_statuses(keys=debt_keys, args=[0], client=pipe)
-        for status in statuses:
-            index = keys.in_status(status)(app_id, device_id)
-            pipe.zcount(index, start, end)
-            pipe.zrevrangebyscore(index, end, start, skip, offset + limit - skip, withscores=True)
-        replies = pipe.execute()[1:]
+        take = offset + limit - skip
+        replies = self._settled_runs(app_id, device_id, statuses, window, skip, take)
         runs = [[(ms, cid, device_id) for cid, ms in run] for run in replies[1::2]]
         return sum(replies[0::2]), self._merged_page(app_id, runs, offset - skip, limit)
+
+    def _settled_runs(
+        self,
+        app_id: str,
+        device_id: str,
+        statuses: Sequence[str],
+        window: tuple[int, int],
+        skip: int,
+        take: int,
+    ) -> list:
+        """In one transaction: the rest of the device's status debt paid, then per status its
+        count in [start, end] (`window`) and `take` of its (id, creation ms), newest first,
+        after the first `skip`."""
+        start, end = window
+        debt_keys = self.debt_keys(app_id, device_id)
+
+        def run() -> list:
+            pipe = slot_client(self.redis, debt_keys[0]).pipeline(transaction=True)
+            # By sha: a script handed to a pipeline would make redis-py ask SCRIPT EXISTS first,
+            # one more round trip on every query.
+            scripts.queue(pipe, self.scripts.settle_statuses, debt_keys, [0])
+            for status in statuses:
+                index = keys.in_status(status)(app_id, device_id)
+                pipe.zcount(index, start, end)
+                pipe.zrevrangebyscore(index, end, start, skip, take, withscores=True)
+            return pipe.execute(raise_on_error=False)
+
+        replies = run()
+        if isinstance(replies[0], NoScriptError):  # the server lost its scripts: load, again
+            self.scripts.settle_statuses(keys=debt_keys, args=[0])
+            replies = run()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies[1:]
 
     def settle(self, app_id: str, device_ids: list[str]) -> None:
         """Bring the devices' per-status indexes up to date with what sweeps did (their status

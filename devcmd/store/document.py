@@ -39,13 +39,42 @@ def decode(
 ) -> dict[str, Any]:
     """The record `encode` stored, with the fields it left out, in the order the API answers
     them (the order create built it in)."""
-    values = orjson.loads(raw)
-    fixed = dict(zip(POSITIONAL, values, strict=False))
-    record = {"commandId": command_id, "appId": app_id, "deviceId": device_id}
-    record |= {name: fixed[name] for name in ("serviceId", "method", "paras")}
-    record["callbackUrl"] = callback_url
-    record |= {name: fixed[name] for name in ("expireTime", "maxRetransmit")}
-    record["creationTime"] = int(created)
+    return _record(orjson.loads(raw), app_id, device_id, command_id, callback_url, int(created))
+
+
+def records(app_id: str, device_id: str, rows: list) -> list[dict[str, Any]]:
+    """The records, with their status and delivery fields, of commands of one device read by
+    lua/read_commands.lua: `rows` is its answer after the total (ids, creation ms, statuses,
+    callback URLs, and the lifecycle objects and stored forms as one JSON array each)."""
+    command_ids, created, statuses, urls, lives, stored = rows
+    found = []
+    for command_id, ms, status, url, life, values in zip(
+        command_ids, created, statuses, urls, orjson.loads(lives), orjson.loads(stored), strict=True
+    ):
+        record = _record(values, app_id, device_id, command_id, url, ms)
+        record["status"] = status
+        if life:
+            record |= life
+        found.append(record)
+    return found
+
+
+def _record(
+    values: list, app_id: str, device_id: str, command_id: str, url: str | None, created: int
+) -> dict[str, Any]:
+    """A command's record from its decoded stored form (see POSITIONAL) and what it left out."""
+    record = {
+        "commandId": command_id,
+        "appId": app_id,
+        "deviceId": device_id,
+        "serviceId": values[0],
+        "method": values[1],
+        "paras": values[2],
+        "callbackUrl": url,
+        "expireTime": values[3],
+        "maxRetransmit": values[4],
+        "creationTime": created,
+    }
     if len(values) > len(POSITIONAL):
         record |= values[len(POSITIONAL)]
     return record

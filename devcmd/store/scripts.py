@@ -8,7 +8,7 @@ from importlib import resources
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 NAMES = (
     "create_command",
@@ -34,6 +34,7 @@ NAMES = (
     "forget_notified",
     "device_ordinal",
     "command_device",
+    "read_commands",
 )
 
 
@@ -85,6 +86,40 @@ def reply(answer, script: Script, keys: list[str], args: list):
     return answer
 
 
+def read_each(redis: Redis | RedisCluster, script: Script, calls: list[tuple[list, list]]) -> list:
+    """The answers of a read-only `script` run once per (keys, args) of `calls`, in order, in
+    one round trip per server (on a cluster, one pipeline to each master holding some keys)."""
+    if len(calls) == 1:
+        return [script(*calls[0])]
+    if pipelined(redis):
+        replies = _pipelined(redis, script, calls)
+        return [reply(answer, script, *call) for answer, call in zip(replies, calls, strict=True)]
+    by_node: dict[Redis, list[int]] = {}
+    for number, (keys, _) in enumerate(calls):
+        by_node.setdefault(slot_client(redis, keys[0]), []).append(number)
+    answers: list = [None] * len(calls)
+    for node, numbers in by_node.items():
+        try:
+            replies = _pipelined(node, script, [calls[n] for n in numbers])
+        except RedisError:
+            replies = [RedisError()] * len(numbers)
+        for number, answer in zip(numbers, replies, strict=True):
+            # What the node could not answer (the slot moved, it failed over, it lost its
+            # scripts) runs again alone through the cluster client, which follows redirections:
+            # safe, as the script only reads.
+            failed = isinstance(answer, Exception)
+            answers[number] = script(*calls[number]) if failed else answer
+    return answers
+
+
+def _pipelined(client: Redis, script: Script, calls: list[tuple[list, list]]) -> list:
+    """`script` once per call in one pipeline of `client`; errors are returned, not raised."""
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        queue(pipe, script, keys, args)
+    return pipe.execute(raise_on_error=False)
+
+
 class Scripts:
     """The registered scripts of one client; redis-py reloads them after NOSCRIPT."""
 
@@ -115,3 +150,4 @@ class Scripts:
     forget_notified: Script
     device_ordinal: Script
     command_device: Script
+    read_commands: Script

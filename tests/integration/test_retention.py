@@ -206,9 +206,12 @@ def test_queries_stay_exact_while_removal_runs(short, app_id):
     kept = {d: create(svc, app_id, d, 7) for d in device_ids}
     all_kept = {c for ids in kept.values() for c in ids}
     later = now_ms() + 5000
-    stop, seen, failures = threading.Event(), [], []
+    stop, querying, seen, failures = threading.Event(), threading.Event(), [], []
 
     def remove() -> None:
+        # Once the queries run: a removal done before the second query would test nothing (and
+        # a fast removal beside a slow first query did, now and then, on a loaded machine).
+        querying.wait(30)
         try:
             while sum(retention.forget_due(svc, now=later).values()):
                 pass
@@ -224,6 +227,7 @@ def test_queries_stay_exact_while_removal_runs(short, app_id):
             if not (all_kept <= listed and len(page) <= total and pending[0] == 7 == count):
                 failures.append((total, len(page), pending[0], count))
             seen.append(total)
+            querying.set()
 
     threads = [threading.Thread(target=remove), threading.Thread(target=query)]
     for thread in threads:
