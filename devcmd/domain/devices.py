@@ -116,7 +116,9 @@ def get(svc: Services, app_id: str, device_id: str, found: tuple | None = None) 
     `get_read` if it was already made. Raises DeviceNotFound."""
     if not ids.is_valid(device_id):
         raise errors.DeviceNotFound()
-    device, pending = found or svc.devices.get_with_pending(app_id, device_id)
+    device, pending = (
+        found if found is not None else svc.devices.get_with_pending(app_id, device_id)
+    )
     if not device:
         raise errors.DeviceNotFound()
     device["pendingCount"] = pending
