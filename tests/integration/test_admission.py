@@ -126,3 +126,17 @@ def test_another_applications_device_is_not_found_unless_granted(
     auth.authorize(svc, owner=app_id, grantee="app-b")
     acting = client.get(DEVICE.format(device_id), query_string={"appId": app_id}, headers=b)
     assert (acting.status_code, acting.json["deviceId"]) == (200, device_id)
+
+
+def test_a_server_that_lost_its_scripts_still_answers_and_counts_once(
+    svc, client, headers, app_id, device_id
+):
+    """The admission script goes by sha in the read's pipeline: after NOSCRIPT it runs again,
+    loaded, and the call is counted once."""
+    auth.set_rate_limit(svc, app_id, 100)
+    first = client.get(DEVICE.format(device_id), headers=headers)
+    svc.redis.script_flush()
+    second = client.get(DEVICE.format(device_id), headers=headers)
+    assert (second.status_code, second.json["deviceId"]) == (200, device_id)
+    left = [int(r.headers["X-RateLimit-Remaining"]) for r in (first, second)]
+    assert left == [99, 98]
