@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from app.apidoc import doc
-from app.context import app_id, authenticated, services
+from app.context import acting_for, app_id, authenticated, prefetched, services
 from app.idempotency import idempotent, new_id
 from app.schemas import json_body, schema
 from app.schemas.devices import DeviceAnswer, RegisterBody, Registered, device_answer
@@ -39,10 +39,10 @@ def register():
 
 
 @bp.get("/dm/v1.4.0/devices/<device_id>")
-@authenticated
+@acting_for("appId", reading=devices.get_read)
 @doc("Query a device", answers={200: DeviceAnswer}, raises=(errors.DeviceNotFound,))
 def get(device_id: str):
-    return device_answer(devices.get(services(), app_id(), device_id))
+    return device_answer(devices.get(services(), app_id(), device_id, prefetched()))
 
 
 @bp.delete("/dm/v1.4.0/devices/<device_id>")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -13,6 +15,7 @@ from devcmd.clock import now_ms
 from devcmd.domain import devices, ids
 from devcmd.services import Services
 from devcmd.store.auth import Admission
+from devcmd.store.reads import Read
 
 BEARER = "bearer"
 WINDOW_MS = 60_000
@@ -38,11 +41,13 @@ class Budget:
 @dataclass(frozen=True)
 class Caller:
     """An authenticated request: the application it acts for (`app_id`), the one whose
-    credentials made it (`caller_id`), and the caller's budget after counting it."""
+    credentials made it (`caller_id`), the caller's budget after counting it, and the answer
+    of the read sent along with its admission (`admit`'s `along`; None if none was made)."""
 
     app_id: str
     caller_id: str
     budget: Budget
+    prefetched: Any = None
 
 
 def create_application(
@@ -195,7 +200,11 @@ def logout(svc: Services, access_token: str, app_key: str | None = None) -> None
 
 
 def admit(
-    svc: Services, app_key: str | None, authorization: str | None, acting_for: str | None
+    svc: Services,
+    app_key: str | None,
+    authorization: str | None,
+    acting_for: str | None,
+    along: Callable[[str], Read | None] | None = None,
 ) -> Caller:
     """Authenticate a northbound call and count it against the caller's budget.
 
@@ -206,6 +215,11 @@ def admit(
     effect at once) and counts the call. A call over the budget is not counted and comes back
     with `budget.exhausted`. Raises AppKeyMissing, TokenInvalid, AppNotFound, AppFrozen or
     NotAuthorized.
+
+    `along(app_id)` may give the read the call will make for its own application: on one
+    server it goes in the admission's round trip and its answer comes back as
+    `Caller.prefetched`, only for an admitted call acting for its own application (for any
+    other the read, side-effect free, is thrown away unseen).
     """
     if not app_key:
         raise errors.AppKeyMissing()
@@ -213,14 +227,16 @@ def admit(
     token = token.strip()
     if scheme.lower() != BEARER or not token:
         raise errors.TokenInvalid()
-    admission = _admission(svc, app_key, token)
+    own = not acting_for or acting_for == app_key
+    read = along(app_key) if along is not None and own else None
+    admission, prefetched = _admission(svc, app_key, token, read)
     if admission.code == Admission.NO_APP:
         raise errors.TokenInvalid()
     if admission.code == Admission.FROZEN:
         raise errors.AppFrozen()
     budget = _budget(admission)
-    if not acting_for or acting_for == app_key:
-        return Caller(app_key, app_key, budget)
+    if own:
+        return Caller(app_key, app_key, budget, None if budget.exhausted else prefetched)
     if not ids.is_valid(acting_for) or not svc.apps.get(acting_for):
         raise errors.AppNotFound()
     if not svc.apps.is_granted(acting_for, app_key):
@@ -228,20 +244,23 @@ def admit(
     return Caller(acting_for, app_key, budget)
 
 
-def _admission(svc: Services, app_key: str, token: str) -> Admission:
-    """Run the admission script against the cached check of `token`, looking the token up
-    again (one more round trip) when uncached or when a revocation changed the version."""
+def _admission(svc: Services, app_key: str, token: str, read: Read | None) -> tuple[Admission, Any]:
+    """Run the admission script (with `read`, when given) against the cached check of `token`,
+    looking the token up again (one more round trip) when uncached or when a revocation changed
+    the version."""
     checked = svc.tokens.cached_owner(token)
     for _ in range(ADMIT_ATTEMPTS):
         if checked is None or checked.app_id != app_key:
             checked = svc.tokens.look_up(token, app_key)
             if checked is None:
                 raise errors.TokenInvalid()
-        admission = svc.apps.admit(
-            app_key, now_ms(), svc.config.rate_limit_per_minute, checked.version
-        )
+        now, limit = now_ms(), svc.config.rate_limit_per_minute
+        if read is None:
+            admission, found = svc.apps.admit(app_key, now, limit, checked.version), None
+        else:
+            admission, found = svc.apps.admit_reading(app_key, now, limit, checked.version, read)
         if admission.code != Admission.STALE:
-            return admission
+            return admission, found
         svc.tokens.forget(token)
         checked = None
     raise errors.TokenInvalid()  # revocations kept racing this call: let the client retry

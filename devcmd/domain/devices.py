@@ -9,6 +9,7 @@ from devcmd import errors, faults
 from devcmd.clock import now_ms
 from devcmd.domain import ids, revocations
 from devcmd.services import Services
+from devcmd.store.reads import Read
 
 DEFAULT_REGISTRATION_TIMEOUT = 180
 ENOS_NAMES = ("assetId", "productKey", "deviceKey")
@@ -105,11 +106,19 @@ def _by_asset(svc: Services, app_id: str, asset_id: str) -> str | None:
     return device_id
 
 
-def get(svc: Services, app_id: str, device_id: str) -> dict:
-    """The device's record (never its psk). Raises DeviceNotFound."""
+def get_read(svc: Services, app_id: str, device_id: str) -> Read | None:
+    """The store read `get` makes, to send ahead (None: the id is malformed, nothing to read)."""
+    return svc.devices.read_with_pending(app_id, device_id) if ids.is_valid(device_id) else None
+
+
+def get(svc: Services, app_id: str, device_id: str, found: tuple | None = None) -> dict:
+    """The device's record (never its psk), with its pending count; `found` is the answer of
+    `get_read` if it was already made. Raises DeviceNotFound."""
     if not ids.is_valid(device_id):
         raise errors.DeviceNotFound()
-    device, pending = svc.devices.get_with_pending(app_id, device_id)
+    device, pending = (
+        found if found is not None else svc.devices.get_with_pending(app_id, device_id)
+    )
     if not device:
         raise errors.DeviceNotFound()
     device["pendingCount"] = pending

@@ -6,13 +6,16 @@ import hashlib
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 from redis import Redis, RedisError
+from redis.exceptions import NoScriptError
 
 from devcmd import faults
 from devcmd.clock import now_ms
 from devcmd.store import keys
-from devcmd.store.scripts import Scripts
+from devcmd.store.reads import Read
+from devcmd.store.scripts import Scripts, pipelined, queue
 
 RATE_LIMIT_FIELD = "rateLimitPerMinute"
 # Bumped on every token revocation of the application: a process that cached a token's owner
@@ -20,6 +23,7 @@ RATE_LIMIT_FIELD = "rateLimitPerMinute"
 VERSION_FIELD = "authVersion"
 TOKEN_CACHE_SECONDS = 30.0
 TOKEN_CACHE_SIZE = 10_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ class CachedToken:
     valid_until: float  # time.monotonic(): the token's expiry or the cache's, the sooner
 
 
+def _admission(reply: list) -> Admission:
+    code, version, limit, weighted, into = reply
+    return Admission(int(code), str(version), int(limit), int(weighted), int(into))
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -54,6 +63,7 @@ class AppStore:
     def __init__(self, redis: Redis, scripts: Scripts | None = None) -> None:
         self.redis = redis
         self.scripts = scripts or Scripts(redis)
+        self._pipelined = pipelined(redis)
 
     def create(self, app_id: str, record: dict[str, str]) -> bool:
         """Store a new application; False if the appId is taken."""
@@ -106,8 +116,30 @@ class AppStore:
             if faults.refusal(exc) != "OOM":
                 raise
             reply = self.scripts.admit_call(keys=script_keys, args=[now, 0, version, "0"])
-        code, version_, limit, weighted, into = reply
-        return Admission(int(code), str(version_), int(limit), int(weighted), int(into))
+        return _admission(reply)
+
+    def admit_reading(
+        self, app_id: str, now: int, default_limit: int, version: str, read: Read[T]
+    ) -> tuple[Admission, T | None]:
+        """`admit`, and on one server `read` in the same round trip (sent after the script);
+        the read's answer is None on a cluster, where the caller reads in a step of its own.
+        The answer is read whatever admission says: use it only for an admitted call."""
+        if not self._pipelined:
+            return self.admit(app_id, now, default_limit, version), None
+        script_keys = [keys.app(app_id), keys.budget(app_id)]
+        pipe = self.redis.pipeline(transaction=False)
+        queue(pipe, self.scripts.admit_call, script_keys, [now, default_limit, version])
+        read.queue(pipe)
+        first, *replies = pipe.execute(raise_on_error=False)
+        if not isinstance(first, Exception):
+            admission = _admission(first)
+        elif isinstance(first, NoScriptError) or faults.refusal(first) == "OOM":
+            # Rare (a restarted server, a full one): `admit` loads the script, or checks the
+            # record without counting; the read's replies stand (reads are not refused).
+            admission = self.admit(app_id, now, default_limit, version)
+        else:
+            raise first
+        return admission, read.take(replies)
 
     def update(self, app_id: str, fields: dict[str, str]) -> None:
         self.redis.hset(keys.app(app_id), mapping=fields)

@@ -7,6 +7,7 @@ from redis import Redis
 
 from devcmd import errors
 from devcmd.store import keys
+from devcmd.store.reads import Read
 from devcmd.store.scripts import Scripts
 
 TAKEN = {-1: "nodeId", -2: "assetId", -3: "productKey + deviceKey"}
@@ -71,13 +72,18 @@ class DeviceStore:
     def get_with_pending(self, app_id: str, device_id: str) -> tuple[dict[str, str] | None, int]:
         """The live device (None if unknown or deleted) and its pending count, in one round
         trip (query device is a hot read)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.device(app_id, device_id))
-        pipe.zcard(keys.pending(app_id, device_id))
-        record, pending = pipe.execute()
-        if not record.get("nodeId") or record.get("deleted") == "1":
-            return None, 0
-        return record, pending
+        return self.read_with_pending(app_id, device_id).run(self.redis)
+
+    def read_with_pending(
+        self, app_id: str, device_id: str
+    ) -> Read[tuple[dict[str, str] | None, int]]:
+        """`get_with_pending` as a `Read`, to send along with another step (one slot: the
+        device's)."""
+        commands = (
+            ("hgetall", keys.device(app_id, device_id)),
+            ("zcard", keys.pending(app_id, device_id)),
+        )
+        return Read(commands, _live_with_pending)
 
     def by_asset(self, app_id: str, asset_id: str) -> str | None:
         """The deviceId registered with this EnOS assetId."""
@@ -103,3 +109,11 @@ class DeviceStore:
         pipe.zrem(keys.app_devices(app_id), device_id)
         pipe.execute()
         self.redis.delete(keys.device_owner(device_id))
+
+
+def _live_with_pending(replies) -> tuple[dict[str, str] | None, int]:
+    """A device record and its pending count; (None, 0) unless the device is live."""
+    record, pending = replies
+    if not record.get("nodeId") or record.get("deleted") == "1":
+        return None, 0
+    return record, pending

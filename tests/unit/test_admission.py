@@ -62,3 +62,13 @@ def test_a_stale_version_or_a_frozen_app_counts_nothing(apps, svc):
     svc.apps.update("app-a", {"frozen": "1"})
     assert admit(apps, START).code == Admission.FROZEN
     assert svc.redis.exists("dc:limits:{app-a}:northbound") == 0
+
+
+def test_the_budget_keeps_two_minutes_of_counts_and_expires_after_them(apps, svc):
+    budget = "dc:limits:{app-a}:northbound"
+    for minute in range(3):
+        for i in range(3):
+            assert admit(apps, START + minute * MINUTE + i, limit=10).code == 0
+    # The minute before last is dropped by this minute's first call; the last two are read.
+    assert svc.redis.hgetall(budget) == {"10:1001": "3", "10:1002": "3"}
+    assert 0 < svc.redis.pttl(budget) <= 2 * MINUTE

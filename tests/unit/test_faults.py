@@ -12,6 +12,7 @@ from redis import exceptions as rx
 from devcmd import faults
 from devcmd.config import Config
 from devcmd.services import Services
+from devcmd.store import keys
 from tests.unit.conftest import NullBroker
 
 DEVICE = "/iocm/app/dm/v1.4.0/devices/{}"
@@ -73,7 +74,7 @@ def test_a_step_beat_redoes_is_deferred_on_store_trouble_but_a_bug_is_raised() -
 
 
 def test_a_server_down_answers_503_in_both_dialects_and_a_bug_500(
-    client, server, svc, headers, monkeypatch
+    client, server, svc, headers
 ) -> None:
     server.connected = False
     oceanconnect = client.get(DEVICE.format("d1"), headers=headers)
@@ -87,11 +88,8 @@ def test_a_server_down_answers_503_in_both_dialects_and_a_bug_500(
     assert enos.headers["Retry-After"] == str(svc.config.storage_retry_after)
 
     server.connected = True
-
-    def wrong_type(*args, **kwargs):
-        raise rx.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
-
-    monkeypatch.setattr(svc.devices, "get_with_pending", wrong_type)
+    # A key of the wrong type: the server answers WRONGTYPE, a bug of ours, not its trouble.
+    svc.redis.set(keys.device("app-a", "d1"), "not a hash")
     bug = client.get(DEVICE.format("d1"), headers=headers)
     assert (bug.status_code, bug.json["error_code"]) == (500, "100001")
 

@@ -49,6 +49,11 @@ if weighted + 1000 > limit * 1000 then
   return {4, version, limit, weighted, into}
 end
 redis.call('HINCRBY', budget, current_field, 1)
-redis.call('HDEL', budget, limit .. ':' .. (minute - 2))
-redis.call('PEXPIRE', budget, 2 * WINDOW)
+if current == 0 then
+  -- The minute's first call (at this limit) tidies up once a minute, not on every call: each
+  -- write is one more line in the AOF. Expiring 2 minutes after the minute's first call keeps
+  -- its count as long as it is read (until the next minute ends).
+  redis.call('HDEL', budget, limit .. ':' .. (minute - 2))
+  redis.call('PEXPIRE', budget, 2 * WINDOW)
+end
 return {0, version, limit, weighted + 1000, into}
