@@ -1,0 +1,95 @@
+"""devcmd's enqueues (`Broker`: sweep, flush, deliver) on a real Redis broker: the message they
+put is the one Celery's own `send_task` puts, on the same queue, and publishing survives the
+broker's restart and threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import redis
+
+from devcmd.broker import make_celery
+from devcmd.config import Config
+from devcmd.jobs import DELIVER, FLUSH, QUEUE_CALLBACKS, QUEUE_REVOCATIONS, SWEEP, Broker
+
+pytestmark = pytest.mark.integration
+# Fields that name one message (its id, and the ids derived from it), not its content.
+IDS = {"id", "root_id", "correlation_id", "delivery_tag", "eta"}
+
+
+def last_message(client: redis.Redis, queue: str) -> dict:
+    """The newest message of `queue`, its ids blanked (kombu pushes on the left)."""
+    message = json.loads(client.lindex(queue, 0))
+    for part in (message["headers"], message["properties"]):
+        for name in IDS & part.keys():
+            part[name] = part[name] and "<id>"
+    return message
+
+
+@pytest.mark.parametrize(
+    ("send", "celery_args", "queue"),
+    [
+        (lambda b: b.sweep("app", "dev", "task"), (SWEEP, ["app", "dev", "task"]), "revocations"),
+        (lambda b: b.flush("app", "dev", countdown=30), (FLUSH, ["app", "dev"]), "callbacks"),
+        (
+            lambda b: b.deliver([["app", "dev", "n1"]]),
+            (DELIVER, [[["app", "dev", "n1"]]]),
+            "callbacks",
+        ),
+    ],
+    ids=["sweep", "flush with countdown", "deliver"],
+)
+def test_an_enqueue_puts_the_message_celery_send_task_puts(svc, send, celery_args, queue):
+    broker = Broker(svc.broker.celery)
+    send(broker)
+    ours = last_message(svc.broker_redis, queue)
+    name, args = celery_args
+    countdown = 30 if name == FLUSH else None
+    svc.broker.celery.send_task(name, args=args, countdown=countdown)
+    celerys = last_message(svc.broker_redis, queue)
+    assert ours == celerys
+    assert (name == FLUSH) == (ours["headers"]["eta"] is not None)  # the countdown is kept
+    assert svc.broker_redis.llen(queue) == 2
+    other = QUEUE_REVOCATIONS if queue == QUEUE_CALLBACKS else QUEUE_CALLBACKS
+    assert svc.broker_redis.llen(other) == 0
+
+
+def test_each_thread_publishes_on_its_own_connection_and_close_releases_them(svc):
+    celery = svc.broker.celery
+    barrier = threading.Barrier(4)
+
+    def publish() -> None:
+        barrier.wait()
+        for number in range(25):
+            celery.publish(SWEEP, ["app", "dev", f"t{number}"])
+
+    threads = [threading.Thread(target=publish) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert svc.broker_redis.llen(QUEUE_REVOCATIONS) == 100
+    assert len(celery.publisher._connections) == 4
+    celery.close()
+    assert celery.publisher._connections == []
+    celery.publish(SWEEP, ["app", "dev", "after-close"])  # a new connection for this thread
+    assert svc.broker_redis.llen(QUEUE_REVOCATIONS) == 101
+
+
+def test_publishing_goes_on_after_the_broker_restarts(server):
+    """The thread's connection and its reused client reconnect (kombu's retry policy)."""
+    celery = make_celery(Config().with_(redis_url=server.url))
+    try:
+        celery.publish(SWEEP, ["app", "dev", "before"])
+        server.kill()
+        server.start()
+        celery.publish(SWEEP, ["app", "dev", "after"])
+        with redis.Redis.from_url(server.url) as client:
+            tasks = [
+                json.loads(m)["headers"]["argsrepr"] for m in client.lrange("revocations", 0, -1)
+            ]
+        assert "['app', 'dev', 'after']" in tasks
+    finally:
+        celery.close()
