@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -131,7 +132,8 @@ class Publisher:
         self.celery = celery
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[Connection] = []
+        # Weak: a thread that ends drops its connection with its thread-local state.
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     def send(self, name: str, args: list, countdown: float | None = None) -> None:
         """Publish one task; raises kombu's OperationalError when the broker refuses it after
@@ -171,13 +173,13 @@ class Publisher:
             local.producer = self.celery.amqp.Producer(connection, auto_declare=False)
             local.declared, local.pid = set(), os.getpid()
             with self._lock:
-                self._connections.append(connection)
+                self._connections.add(connection)
         return local.producer, local.declared
 
     def close(self) -> None:
         """Release every thread's broker connection."""
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections), weakref.WeakSet()
         for connection in connections:
             connection.release()
         self._local = threading.local()

@@ -56,25 +56,25 @@ def test_an_enqueue_puts_the_message_celery_send_task_puts(svc, send, celery_arg
     assert svc.broker_redis.llen(other) == 0
 
 
-def test_each_thread_publishes_on_its_own_connection_and_close_releases_them(svc):
+def test_threads_publishing_at_once_each_put_every_message_whole(svc):
     celery = svc.broker.celery
     barrier = threading.Barrier(4)
 
-    def publish() -> None:
+    def publish(thread: int) -> None:
         barrier.wait()
         for number in range(25):
-            celery.publish(SWEEP, ["app", "dev", f"t{number}"])
+            celery.publish(SWEEP, ["app", "dev", f"{thread}-{number}"])
 
-    threads = [threading.Thread(target=publish) for _ in range(4)]
+    threads = [threading.Thread(target=publish, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert svc.broker_redis.llen(QUEUE_REVOCATIONS) == 100
-    assert len(celery.publisher._connections) == 4
-    celery.close()
-    assert celery.publisher._connections == []
-    celery.publish(SWEEP, ["app", "dev", "after-close"])  # a new connection for this thread
+    messages = svc.broker_redis.lrange(QUEUE_REVOCATIONS, 0, -1)
+    tasks = {json.loads(m)["headers"]["argsrepr"] for m in messages}
+    assert tasks == {f"['app', 'dev', '{t}-{n}']" for t in range(4) for n in range(25)}
+    celery.close()  # releases every thread's connection; this thread makes a new one
+    celery.publish(SWEEP, ["app", "dev", "after-close"])
     assert svc.broker_redis.llen(QUEUE_REVOCATIONS) == 101
 
 
