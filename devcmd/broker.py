@@ -9,7 +9,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 
 from celery import Celery
@@ -158,23 +158,36 @@ class Publisher:
         producer, declared = self._producer()
         queue = options["queue"]
         declare = [] if queue.name in declared else [queue]
-        with producer.connection._reraise_as_library_errors():
-            amqp.send_task_message(producer, name, message, declare=declare, **options)
+        try:
+            with producer.connection._reraise_as_library_errors():
+                amqp.send_task_message(producer, name, message, declare=declare, **options)
+        except Exception:
+            # kombu closed the connection's channels when it gave up: the next call starts on
+            # a new one, as Celery's pool hands out a fresh producer after a failure.
+            self._drop(producer)
+            raise
         declared.add(queue.name)
 
     def _producer(self) -> tuple[Producer, set[str]]:
         """This thread's producer and the queues it declared, made on first use."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            connection = self.celery.connection_for_write()
-            channel = _CHANNELS.get(type(connection.transport))
-            if channel is not None:
-                connection.transport.Channel = channel
+            # Celery's connection, settings and all, as one whose transports (a new one after
+            # each reconnection) make channels that reuse their client.
+            connection = _PublishingConnection(**self.celery.connection_for_write().info())
             local.producer = self.celery.amqp.Producer(connection, auto_declare=False)
             local.declared, local.pid = set(), os.getpid()
             with self._lock:
                 self._connections.add(connection)
         return local.producer, local.declared
+
+    def _drop(self, producer: Producer) -> None:
+        """Forget this thread's producer and release its connection."""
+        self._local.pid = None
+        with self._lock:
+            self._connections.discard(producer.connection)
+        with suppress(Exception):  # already broken: its release may fail too
+            producer.connection.release()
 
     def close(self) -> None:
         """Release every thread's broker connection."""
@@ -219,6 +232,17 @@ _CHANNELS = {
     kombu_redis.Transport: _PublishingChannel,
     kombu_redis.SentinelTransport: _PublishingSentinelChannel,
 }
+
+
+class _PublishingConnection(Connection):
+    """A kombu connection whose Redis transports make `_ReusedClient` channels."""
+
+    def create_transport(self):
+        transport = super().create_transport()
+        channel = _CHANNELS.get(type(transport))
+        if channel is not None:
+            transport.Channel = channel
+        return transport
 
 
 def _survive_close_after_loss() -> None:
