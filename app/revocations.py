@@ -7,9 +7,15 @@ from flask import Blueprint
 from app.apidoc import doc
 from app.context import app_id, authenticated, services
 from app.idempotency import idempotent, new_id
-from app.schemas import json_body, query_args, schema
+from app.schemas import json_body, query_args
 from app.schemas.commands import command_answer
-from app.schemas.revocations import CreateTaskBody, TaskAnswer, TaskCreated, TasksPage, TasksQuery
+from app.schemas.revocations import (
+    CreateTaskBody,
+    TaskCreated,
+    TasksPage,
+    TasksQuery,
+    task_answer,
+)
 from devcmd import errors
 from devcmd.domain import revocations
 
@@ -28,7 +34,7 @@ bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceC
 def create():
     body = json_body(CreateTaskBody)
     task = revocations.open_task(services(), app_id(), body["deviceId"], new_id())
-    answer = schema(TaskAnswer).dump(task)
+    answer = task_answer(task)
     answer["deviceCommands"] = [command_answer(c) for c in task["deviceCommands"]]
     return answer, 201
 
@@ -48,5 +54,5 @@ def query():
     total, page = revocations.query(services(), app_id(), filters, q["pageNo"], q["pageSize"])
     return {
         "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},
-        "data": schema(TaskAnswer, many=True).dump(page),
+        "data": [task_answer(task) for task in page],
     }

@@ -53,6 +53,7 @@ class Config:
     idempotency_wait: float = 2.0
     revocation_queue_limit: int = 10_000
     callback_queue_limit: int = 10_000
+    backpressure_reuse_seconds: float = 0.2  # a reading of the queues' depths that found room
     max_content_length: int = 1024 * 1024
     max_paras_bytes: int = 64 * 1024
     max_paras_depth: int = 16

@@ -5,6 +5,7 @@ domain imports this module only; the Celery application itself is built in `devc
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kombu.transport.redis import PRIORITY_STEPS, Channel
@@ -57,10 +58,21 @@ def queue_depths(client: Redis, queues: tuple[str, ...] = QUEUES) -> dict[str, i
     return {queue: sum(next(lengths) for _ in queue_lists(queue)) for queue in queues}
 
 
+@dataclass(frozen=True)
+class DepthReading:
+    """One process's last reading of the queues' depths (`queue_depths`) and the
+    `time.monotonic()` until which it may stand in for a new one (see health.queue_backlog)."""
+
+    depths: dict[str, int] = field(default_factory=dict)
+    until: float = 0.0
+
+
 class Sender(Protocol):
     """What the Broker needs of a Celery application: sending a task by name."""
 
     def send_task(self, name: str, *args, **kwargs): ...
+
+    def publish(self, name: str, args: list, countdown: float | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -75,10 +87,10 @@ class Broker:
         self.celery.close()
 
     def sweep(self, app_id: str, device_id: str, task_id: str, countdown: float = 0) -> None:
-        self.celery.send_task(SWEEP, args=[app_id, device_id, task_id], countdown=countdown or None)
+        self.celery.publish(SWEEP, [app_id, device_id, task_id], countdown or None)
 
     def flush(self, app_id: str, device_id: str, countdown: float = 0) -> None:
-        self.celery.send_task(FLUSH, args=[app_id, device_id], countdown=countdown or None)
+        self.celery.publish(FLUSH, [app_id, device_id], countdown or None)
 
     def fan_out(self, name: str, buckets: range) -> int:
         """Send the periodic job `name` once per index bucket (its one argument), each with the
@@ -91,4 +103,4 @@ class Broker:
 
     def deliver(self, refs: list[list[str]]) -> None:
         """Deliver notifications named by [appId, deviceId, notificationId]."""
-        self.celery.send_task(DELIVER, args=[refs])
+        self.celery.publish(DELIVER, [refs])

@@ -10,7 +10,7 @@ from redis.cluster import RedisCluster
 
 from devcmd import connections
 from devcmd.config import Config
-from devcmd.jobs import Broker
+from devcmd.jobs import Broker, DepthReading
 from devcmd.store import layout
 from devcmd.store.auth import AppStore, TokenStore
 from devcmd.store.commands import CommandStore
@@ -68,6 +68,11 @@ class Services:
         if not url or url == self.config.redis_url:
             return self.redis
         return connections.make_broker_redis(self.config)
+
+    @cached_property
+    def queue_reading(self) -> DepthReading:
+        """This process's last reading of the queues' depths (health.queue_backlog replaces it)."""
+        return DepthReading()
 
     @property
     def buckets(self) -> range:

@@ -4,6 +4,7 @@ from marshmallow import fields, validate
 
 from app.schemas import BaseSchema, HuaweiTime, PageAnswer, PageQuery, identifier
 from app.schemas.commands import DeviceCommandResp
+from devcmd.clock import to_huawei
 
 ANSWERED_STATUSES = ["WAITING", "RUNNING", "SUCCESS", "PART_SUCCESS", "FAILED"]
 TASK_STATUSES = [*ANSWERED_STATUSES, "WAITTING"]
@@ -43,3 +44,20 @@ class TaskCreated(TaskAnswer):
 class TasksPage(BaseSchema):
     pagination = fields.Nested(PageAnswer, required=True)
     data = fields.List(fields.Nested(TaskAnswer), required=True)
+
+
+def task_answer(task: dict) -> dict:
+    """A task as `TaskAnswer` documents it (its fields in that order; the record's other fields
+    left out). A plain function rather than a marshmallow dump, as `device_answer`: the dump
+    cost about 30 us of a task's creation or query, which the polling clients repeat."""
+    answer = {
+        name: task[name] for name in ("taskId", "appId", "deviceId", "status") if name in task
+    }
+    answer.update(
+        {name: int(task[name]) for name in ("totalCount", "cancelledCount") if name in task}
+    )
+    if "reason" in task:
+        answer["reason"] = task["reason"]
+    times = ("creationTime", "startTime", "finishTime")
+    answer.update({name: to_huawei(task[name]) for name in times if name in task})
+    return answer

@@ -9,7 +9,7 @@ from redis import Redis, RedisError
 from redis.cluster import RedisCluster
 
 from devcmd.clock import now_ms
-from devcmd.jobs import queue_depths, queue_limits
+from devcmd.jobs import DepthReading, queue_depths, queue_limits
 from devcmd.services import Services
 
 NOT_READ = "the broker is not a plain Redis URL (e.g. Sentinel): not read"
@@ -34,13 +34,26 @@ def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
     return all(check["ok"] for check in checks.values()), checks
 
 
-def queue_backlog(svc: Services) -> dict[str, tuple[int, int]] | None:
+def queue_backlog(svc: Services, *, reuse: bool = False) -> dict[str, tuple[int, int]] | None:
     """(depth, limit) of each devcmd queue, read in one round trip to the broker's Redis; None
-    when the broker is not a Redis devcmd reads. Raises RedisError if it is unreachable."""
+    when the broker is not a Redis devcmd reads. Raises RedisError if it is unreachable.
+
+    `reuse` (backpressure) answers from this process's last reading for up to
+    BACKPRESSURE_REUSE_SECONDS when that reading found every queue under its limit: a queue
+    can then pass its limit by what the processes enqueue in that time. A reading over a limit
+    is never reused, so a refused caller's retry reads again.
+    """
     if svc.broker_redis is None:
         return None
     limits = queue_limits(svc.config)
-    depths = queue_depths(svc.broker_redis, tuple(limits))
+    reading = svc.queue_reading
+    if reuse and time.monotonic() < reading.until and reading.depths.keys() == limits.keys():
+        depths = reading.depths
+    else:
+        depths = queue_depths(svc.broker_redis, tuple(limits))
+        room = all(depths[queue] <= limit for queue, limit in limits.items())
+        until = time.monotonic() + svc.config.backpressure_reuse_seconds if room else 0.0
+        svc.queue_reading = DepthReading(depths, until)
     return {queue: (depths[queue], limit) for queue, limit in limits.items()}
 
 

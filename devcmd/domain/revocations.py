@@ -18,9 +18,10 @@ CONGESTION_RETRY_AFTER = 5  # seconds a refused caller is asked to wait
 
 def admit(svc: Services) -> None:
     """Refuse new revocation work while a queue it feeds is over its limit: a sweep goes on the
-    revocations queue and its callbacks on the callbacks queue. Reads only (one round trip), so
-    a refused call has written nothing. Raises Congested."""
-    for queue, (depth, limit) in (health.queue_backlog(svc) or {}).items():
+    revocations queue and its callbacks on the callbacks queue. Reads only (one round trip, or
+    none while this process's last reading found room: health.queue_backlog), so a refused call
+    has written nothing. Raises Congested."""
+    for queue, (depth, limit) in (health.queue_backlog(svc, reuse=True) or {}).items():
         if depth > limit:
             raise errors.Congested(queue, depth, limit, CONGESTION_RETRY_AFTER)
 
@@ -45,7 +46,7 @@ def open_task(svc: Services, app_id: str, device_id: str, task_id: str | None = 
     with faults.redone_later(f"sweep of task {task_id}"):
         svc.broker.sweep(app_id, device_id, task_id)
     metrics.TASKS_CREATED.inc()
-    task = svc.revocations.get(app_id, device_id, task_id) or {}
+    task = opened.record or svc.revocations.get(app_id, device_id, task_id) or {}
     if opened.created:  # the 201 says WAITING even if a worker already started the sweep
         task["status"] = "WAITING"
     task["deviceCommands"] = opened.scoped

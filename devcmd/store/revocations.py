@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from functools import partial
 
 from redis import Redis, RedisError
+from redis.exceptions import NoScriptError
 
 from devcmd import errors, faults
 from devcmd.store import document as documents
-from devcmd.store import keys
+from devcmd.store import keys, scripts
 from devcmd.store.scripts import Scripts, slot_client
 
 TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
@@ -26,6 +27,8 @@ class Opened:
     total: int
     scoped: list[dict]
     created: bool
+    # The task's record as the script left it, when it was read in the same round trip.
+    record: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -82,53 +85,113 @@ class RevocationStore:
         synchronous cancel);
         `limit` > 0 refuses a scope larger than that. Raises DeviceNotFound or ScopeTooLarge.
         """
-        member = active_member(app_id, device_id, task_id)
-        # Three slots, in this order: the active index (so a crash after the script still leaves
-        # the task found by the stalled-task job and finished), the application's task index
-        # (one transaction), then the script. A crash before the script leaves index entries
-        # with no task behind them: readers skip them and the stalled job drops the active one.
-        self.redis.zadd(self._active(device_id), {member: now})
-        if listed and not internal:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.zadd(keys.app_tasks(app_id), {task_id: now})
-            pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
-            pipe.execute()
-        with faults.undone_if_refused(partial(self._unindex, app_id, device_id, task_id)):
-            reply = self._open_task_durably(
-                [
-                    keys.device(app_id, device_id),
-                    keys.pending(app_id, device_id),
-                    keys.task(app_id, device_id, task_id),
-                    keys.device_tasks(app_id, device_id),
-                    keys.documents(app_id, device_id),
-                    keys.callbacks(app_id, device_id),
-                    keys.device_commands(app_id, device_id),
-                    keys.callback_urls(app_id, device_id),
-                ],
-                [
-                    task_id,
-                    now,
-                    cap,
-                    app_id,
-                    device_id,
-                    "1" if internal else "0",
-                    limit,
-                    "0" if listed else "1",
-                ],
-            )
+        script_keys = self._open_keys(app_id, device_id, task_id)
+        args = [task_id, now, cap, app_id, device_id, "1" if internal else "0", limit]
+        args.append("0" if listed else "1")
+        indexed = listed and not internal
+        steps = (app_id, device_id, task_id, now, indexed, script_keys, args)
+        if scripts.pipelined(self.redis):
+            reply, record = self._open_at_once(*steps)
+        else:
+            reply, record = self._open_in_steps(*steps), None
         if reply[0] < 0:
             self._unindex(app_id, device_id, task_id)
             if reply[0] == -2:
                 raise errors.ScopeTooLarge(reply[1], limit)
             raise errors.DeviceNotFound()
-        listed = reply[2:]
-        fields = (listed[0::4], listed[1::4], listed[2::4], listed[3::4])
+        listed_ = reply[2:]
+        fields = (listed_[0::4], listed_[1::4], listed_[2::4], listed_[3::4])
         scoped = [
             documents.decode(doc, app_id, device_id, command_id, url or None, int(ms))
             | {"status": "PENDING"}
             for command_id, doc, url, ms in zip(*fields, strict=True)
         ]
-        return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1)
+        return Opened(total=reply[1], scoped=scoped, created=reply[0] == 1, record=record)
+
+    @staticmethod
+    def _open_keys(app_id: str, device_id: str, task_id: str) -> list[str]:
+        """The KEYS of `open_task.lua`."""
+        return [
+            keys.device(app_id, device_id),
+            keys.pending(app_id, device_id),
+            keys.task(app_id, device_id, task_id),
+            keys.device_tasks(app_id, device_id),
+            keys.documents(app_id, device_id),
+            keys.callbacks(app_id, device_id),
+            keys.device_commands(app_id, device_id),
+            keys.callback_urls(app_id, device_id),
+        ]
+
+    def _queue_indexes(
+        self, pipe, app_id: str, device_id: str, task_id: str, now: int, indexed: bool
+    ) -> None:
+        """The active index (so a crash after the script still leaves the task found by the
+        stalled-task job and finished), then the application's task index."""
+        pipe.zadd(self._active(device_id), {active_member(app_id, device_id, task_id): now})
+        if indexed:
+            pipe.zadd(keys.app_tasks(app_id), {task_id: now})
+            pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
+
+    def _open_at_once(
+        self,
+        app_id: str,
+        device_id: str,
+        task_id: str,
+        now: int,
+        indexed: bool,
+        script_keys: list[str],
+        args: list,
+    ) -> tuple[list, dict | None]:
+        """One server: the steps of `_open_in_steps` in one pipeline, which the server runs in
+        order, and the task's record read right after the script: (the script's reply, the
+        record, or None when the script had to run again alone)."""
+        pipe = self.redis.pipeline(transaction=False)
+        self._queue_indexes(pipe, app_id, device_id, task_id, now, indexed)
+        scripts.queue(pipe, self.scripts.open_task, script_keys, args)
+        if self.min_replicas_ack > 0:  # WAIT covers this connection's writes, the fence too
+            pipe.execute_command("WAIT", self.min_replicas_ack, self.replica_ack_timeout_ms)
+        pipe.hgetall(keys.task(app_id, device_id, task_id))
+        replies = pipe.execute(raise_on_error=False)
+        index_replies, answer = replies[: 3 if indexed else 1], replies[3 if indexed else 1]
+        if isinstance(answer, NoScriptError):  # the server lost its scripts: run it again alone
+            with faults.undone_if_refused(partial(self._unindex, app_id, device_id, task_id)):
+                return self._open_task_durably(script_keys, args), None
+        if isinstance(answer, Exception):
+            if faults.refusal(answer) and index_replies[0] == 1:  # refused: it ran none of it
+                self._unindex(app_id, device_id, task_id)
+            raise answer
+        if self.min_replicas_ack > 0:
+            self._check_acked(replies[-2])
+        if any(isinstance(reply, Exception) for reply in index_replies) and answer[0] >= 0:
+            # An index write refused while the script ran (memory freed in between): write the
+            # indexes again before anyone is told, so the stalled-task job can find the task.
+            again = self.redis.pipeline(transaction=False)
+            self._queue_indexes(again, app_id, device_id, task_id, now, indexed)
+            again.execute()
+        record = replies[-1]
+        return answer, record if isinstance(record, dict) and record else None
+
+    def _open_in_steps(
+        self,
+        app_id: str,
+        device_id: str,
+        task_id: str,
+        now: int,
+        indexed: bool,
+        script_keys: list[str],
+        args: list,
+    ) -> list:
+        """A cluster: three slots, in this order: the active index, the application's task index
+        (one transaction), then the script. A crash before the script leaves index entries with
+        no task behind them: readers skip them and the stalled job drops the active one."""
+        self.redis.zadd(self._active(device_id), {active_member(app_id, device_id, task_id): now})
+        if indexed:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zadd(keys.app_tasks(app_id), {task_id: now})
+            pipe.hset(keys.app_task_devices(app_id), task_id, device_id)
+            pipe.execute()
+        with faults.undone_if_refused(partial(self._unindex, app_id, device_id, task_id)):
+            return self._open_task_durably(script_keys, args)
 
     def _open_task_durably(self, script_keys: list[str], args: list) -> list:
         """Run `open_task.lua`; with REDIS_MIN_REPLICAS_ACK > 0, also WAIT until that many
@@ -146,12 +209,18 @@ class RevocationStore:
         self.scripts.open_task(keys=script_keys, args=args, client=pipe)
         pipe.execute_command("WAIT", self.min_replicas_ack, self.replica_ack_timeout_ms)
         reply, acked = pipe.execute()
+        self._check_acked(acked)
+        return reply
+
+    def _check_acked(self, acked) -> None:
+        """Raises NotReplicated when fewer than REDIS_MIN_REPLICAS_ACK replicas answered WAIT."""
+        if isinstance(acked, Exception):
+            raise acked
         if int(acked) < self.min_replicas_ack:
             raise NotReplicated(
                 f"{acked} of {self.min_replicas_ack} replicas acknowledged the task in "
                 f"{self.replica_ack_timeout_ms} ms (REDIS_MIN_REPLICAS_ACK)"
             )
-        return reply
 
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
         # The application's index first, then the active index: the reverse of `open`, so a

@@ -123,3 +123,30 @@ def test_enos_cancel_all_waits_too_but_single_cancels_do_not(
     done = client.post(url, headers=headers)
     assert done.json["code"] == 0
     assert sorted(c["commandId"] for c in done.json["data"]) == sorted(pending[1:])
+
+
+def test_a_reading_with_room_is_reused_for_a_while_and_one_over_the_limit_never(
+    svc, client, headers, device_id, pending
+):
+    """BACKPRESSURE_REUSE_SECONDS: a process answers from its last reading while it found room
+    (a queue can pass its limit by what is accepted meanwhile); /readyz reads afresh, and a
+    reading over a limit is not reused, so the next call reads again."""
+    svc.config = svc.config.with_(backpressure_reuse_seconds=3600)
+    assert client.post(TASKS, json={"deviceId": device_id}, headers=headers).status_code == 201
+    fill(svc, QUEUE_REVOCATIONS, LIMIT + 1)
+    reused = client.post(TASKS, json={"deviceId": device_id}, headers=headers)
+    assert reused.status_code == 201  # the reading from before the backlog, still in its time
+    assert client.get("/readyz").json["checks"]["queues"]["revocations"]["depth"] == LIMIT + 3
+    refused = client.post(TASKS, json={"deviceId": device_id}, headers=headers)
+    assert_congested(refused, "revocations")  # /readyz's reading replaced the old one
+    svc.redis.delete(QUEUE_REVOCATIONS)
+    assert client.post(TASKS, json={"deviceId": device_id}, headers=headers).status_code == 201
+
+
+def test_no_reuse_reads_on_every_call(svc, client, headers, device_id, pending):
+    svc.config = svc.config.with_(backpressure_reuse_seconds=0)
+    assert client.post(TASKS, json={"deviceId": device_id}, headers=headers).status_code == 201
+    fill(svc, QUEUE_REVOCATIONS, LIMIT + 1)
+    assert_congested(
+        client.post(TASKS, json={"deviceId": device_id}, headers=headers), "revocations"
+    )

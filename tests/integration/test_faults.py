@@ -21,6 +21,7 @@ from devcmd.domain import auth, commands, devices, health, notifications, revoca
 from devcmd.embedded import free_port
 from devcmd.jobs import Broker
 from devcmd.services import Services
+from devcmd.store import keys
 from tests.integration.test_backpressure import READ
 
 pytestmark = pytest.mark.integration
@@ -367,3 +368,60 @@ def test_a_server_that_lost_its_scripts_still_creates_and_hands_out_commands(
     third = client.get(fetch_path, **fetch_kwargs)
     handed = [c["commandId"] for r in (first, second, third) for c in r.json["commands"]]
     assert handed == [world["commandId"], created.json["commandId"]]
+
+
+@pytest.mark.parametrize("path", ["cluster steps", "one pipeline"])
+def test_oom_between_the_indexes_and_the_script_of_an_open_task_leaves_no_trace(
+    client, admin, svc, world, path
+) -> None:
+    """A task's opening writes the active and the application's task indexes (other hash
+    slots) before its script: on a cluster step by step, on one server in one pipeline with
+    the script. The server filling up in between leaves every key as it was, and a 503."""
+    store = svc.revocations
+    real_script, real_queue = svc.scripts.open_task, store._queue_indexes
+
+    def fill_then_run(*args, **kwargs):
+        admin.config_set("maxmemory", 1)
+        return real_script(*args, **kwargs)
+
+    def fill_then_queue(*args, **kwargs):
+        admin.config_set("maxmemory", 1)
+        return real_queue(*args, **kwargs)
+
+    before = keys_and_values(admin)
+    if path == "cluster steps":  # a single server taking the cluster's path, step by step
+        svc.scripts.open_task = fill_then_run
+        store._open_at_once = lambda *steps: (store._open_in_steps(*steps), None)
+    else:
+        store._queue_indexes = fill_then_queue
+    _, open_path, kwargs = calls(world)["open task"]
+    reply = client.post(open_path, **kwargs)
+    assert_unavailable(reply, open_path)
+    assert "OOM" in reply.json["error_desc"]
+    assert keys_and_values(admin) == before
+
+    svc.scripts.open_task, store._queue_indexes = real_script, real_queue
+    store.__dict__.pop("_open_at_once", None)
+    admin.config_set("maxmemory", 0)
+    opened = client.post(open_path, **kwargs)
+    assert (opened.status_code, opened.json["status"]) == (201, "WAITING")
+    listed = client.get(f"{TASKS}?deviceId={world['deviceId']}", headers=world["headers"])
+    assert [t["taskId"] for t in listed.json["data"]] == [opened.json["taskId"]]
+
+
+def test_a_server_that_lost_its_scripts_still_opens_a_revocation_task(
+    client, admin, svc, world
+) -> None:
+    """The open script goes by sha in a pipeline with the indexes and the task's read: after
+    SCRIPT FLUSH it runs again alone, and the answer still carries the task's record."""
+    _, open_path, kwargs = calls(world)["open task"]
+    admin.script_flush()
+    opened = client.post(open_path, **kwargs)
+    assert opened.status_code == 201, opened.json
+    assert (opened.json["status"], opened.json["totalCount"]) == ("WAITING", 1)
+    assert opened.json["deviceCommands"][0]["commandId"] == world["commandId"]
+    task = revocations.get(svc, "app-a", opened.json["taskId"])
+    assert (task["status"], task["deviceId"]) == ("WAITING", world["deviceId"])
+    active = keys.active_tasks(keys.bucket(world["deviceId"], svc.config.index_buckets))
+    member = f"app-a/{world['deviceId']}/{opened.json['taskId']}"
+    assert admin.zscore(active, member) is not None  # the stalled-task job finds it

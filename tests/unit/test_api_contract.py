@@ -231,3 +231,25 @@ def test_device_answer_is_what_its_documented_schema_dumps(client, svc, headers,
     assert answer == DeviceAnswer().dump(devices.get(svc, "app-a", device_id))
     assert answer["pendingCommands"] == 1
     assert {k: answer["deviceInfo"].get(k) for k in names} == names
+
+
+def test_task_answer_is_what_its_documented_schema_dumps(client, svc, headers, device_id):
+    """Task answers are written by a plain function (app.schemas.revocations.task_answer): it
+    must say exactly what the TaskAnswer schema the OpenAPI document shows would, for a new
+    task, a finished one and one with a reason and fields the answer leaves out."""
+    from app.schemas.revocations import TaskAnswer, task_answer
+    from devcmd.domain import revocations
+
+    create(client, headers, device_id)
+    opened = client.post(TASKS, json={"deviceId": device_id}, headers=headers).json
+    record = revocations.get(svc, "app-a", opened["taskId"])
+    assert {k: v for k, v in opened.items() if k != "deviceCommands"} == TaskAnswer().dump(record)
+    while not revocations.sweep(svc, "app-a", device_id, opened["taskId"]).done:
+        pass
+    finished = revocations.get(svc, "app-a", opened["taskId"])
+    listed = client.get(f"{TASKS}?taskId={opened['taskId']}", headers=headers).json["data"]
+    assert listed == [TaskAnswer().dump(finished)]
+    assert (listed[0]["status"], bool(listed[0]["finishTime"])) == ("SUCCESS", True)
+    partial = finished | {"status": "PART_SUCCESS", "reason": "1 command(s) ...", "extra": "x"}
+    assert task_answer(partial) == TaskAnswer().dump(partial)
+    assert list(task_answer(partial)) == list(TaskAnswer().dump(partial))  # the same order
