@@ -11,7 +11,9 @@ time is measured too: on a 2-core machine the load generator competes with the s
 generator that used most of its threads' time would be the limit, not the server.
 
 `--baseline DIR` also measures another checkout (e.g. a `git worktree` of an older commit, run
-with this interpreter) in the same run, so old and new compare on the same machine minutes apart.
+with this interpreter) in the same run: both stacks are started first and take turns round by
+round, so old and new compare on the same machine in the same minutes (on the development VM
+one call's ratio can move by 0.5 between two 3-second runs; only medians over rounds mean much).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,11 +288,14 @@ def _wait_up(base: str, process: subprocess.Popen, timeout: float = 30.0) -> Non
     raise RuntimeError("gunicorn did not answer /healthz")
 
 
-def measure(app_dir: Path, seconds: int, rounds: int, workdir: Path) -> dict[str, list]:
-    """Every endpoint against a fresh Redis and a fresh gunicorn from `app_dir`: `rounds` times
-    the sequence bare, call 1, bare, call 2, ..., bare, so each call's ratio is taken against
-    the bare runs just before and after it (this machine's speed drifts by the minute).
-    Returns per call name its (result, ratio) of every round."""
+Round = dict[str, tuple[Result, float]]  # per call name: its result and ratio in one round
+
+
+@contextmanager
+def stack(app_dir: Path, workdir: Path) -> Iterator[Callable[[int], Round]]:
+    """A fresh Redis and a fresh gunicorn from `app_dir`, warmed up; yields a function that
+    runs one round of `seconds`-long wrk runs: bare, call 1, bare, call 2, ..., bare, so each
+    call's ratio is taken against the bare runs just before and after it."""
     with temporary_server() as server:
         svc = Services.from_config(Config().with_(redis_url=server.url))
         try:
@@ -300,30 +305,46 @@ def measure(app_dir: Path, seconds: int, rounds: int, workdir: Path) -> dict[str
         calls = endpoints(fixture)
         scripts = {}
         for endpoint in [BARE, *calls]:
-            scripts[endpoint.name] = workdir / f"call{len(scripts)}.lua"
+            scripts[endpoint.name] = workdir / f"{app_dir.name}-call{len(scripts)}.lua"
             scripts[endpoint.name].write_text(lua_script(endpoint, fixture))
-        measured: dict[str, list] = {e.name: [] for e in [BARE, *calls]}
         with web(server.url, app_dir, workdir / f"web-{app_dir.name}.log") as (base, pid):
             pids = [pid, server.process.pid]
 
             def wrk(endpoint: Endpoint, seconds: int) -> Result:
                 return run_wrk(base + endpoint.path, scripts[endpoint.name], seconds, pids)
 
-            for endpoint in [BARE, *calls]:  # warm up: imports, connections, caches
-                wrk(endpoint, 1)
-            for number in range(rounds):
-                before = wrk(BARE, seconds)
-                measured[BARE.name].append((before, 1.0))
+            def one_round(seconds: int) -> Round:
+                measured = {BARE.name: (wrk(BARE, seconds), 1.0)}
+                before = measured[BARE.name][0]
                 for endpoint in calls:
                     result = wrk(endpoint, seconds)
                     after = wrk(BARE, seconds)
                     bare_rate = (before.requests_per_s + after.requests_per_s) / 2
-                    measured[endpoint.name].append((result, result.requests_per_s / bare_rate))
-                    measured[BARE.name].append((after, 1.0))
+                    measured[endpoint.name] = (result, result.requests_per_s / bare_rate)
                     before = after
+                return measured
+
+            for endpoint in [BARE, *calls]:  # warm up: imports, connections, caches
+                wrk(endpoint, 1)
+            yield one_round
+
+
+def measure(app_dirs: list[Path], seconds: int, rounds: int, workdir: Path) -> list[dict]:
+    """Every endpoint of every checkout in `app_dirs`, each on its own Redis and gunicorn, all
+    started first; the checkouts take turns round by round (and which goes first alternates),
+    so a drift of this machine's speed over the minutes falls on all of them alike. Returns per
+    checkout, per call name, its (result, ratio) of every round."""
+    with ExitStack() as started:
+        runners = [started.enter_context(stack(d, workdir)) for d in app_dirs]
+        measured: list[dict[str, list]] = [{} for _ in app_dirs]
+        for number in range(rounds):
+            order = range(len(app_dirs)) if number % 2 == 0 else reversed(range(len(app_dirs)))
+            for index in order:
+                for name, figures in runners[index](seconds).items():
+                    measured[index].setdefault(name, []).append(figures)
                 console.print(
-                    f"  round {number + 1}: "
-                    + ", ".join(f"{n} {v[-1][1]:.2f}" for n, v in measured.items())
+                    f"  round {number + 1}, {app_dirs[index]}: "
+                    + ", ".join(f"{n} {v[-1][1]:.2f}" for n, v in measured[index].items())
                 )
         return measured
 
@@ -397,7 +418,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=3, help="per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="ratios: their median")
+    parser.add_argument("--rounds", type=int, default=5, help="ratios: their median")
     parser.add_argument("--baseline", type=Path, help="another checkout to measure first")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -405,12 +426,10 @@ def main() -> None:
         sys.exit("bench.http needs wrk: apt-get install wrk (Debian/Ubuntu package `wrk`)")
     workdir = Path(tempfile.mkdtemp(prefix="devcmd-bench-http-"))
     try:
-        old = None
-        if args.baseline:
-            console.print(f"baseline: {args.baseline}")
-            old = summarize(measure(args.baseline.resolve(), args.seconds, args.rounds, workdir))
-        console.print(f"this checkout: {REPO}")
-        new = summarize(measure(REPO, args.seconds, args.rounds, workdir))
+        dirs = [REPO, *([args.baseline.resolve()] if args.baseline else [])]
+        console.print("checkouts: " + ", ".join(map(str, dirs)) + " (the first is this one)")
+        new, *rest = map(summarize, measure(dirs, args.seconds, args.rounds, workdir))
+        old = rest[0] if rest else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     kinds = {e.name: e.kind for e in [BARE, *endpoints(Fixture("", "", "", "", "", ""))]}
