@@ -158,7 +158,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def process_cpu(pids: list[int]) -> float:
     """CPU seconds used so far by these processes, their live children, and their reaped
-    children (gunicorn recycles workers every ~10,000 requests)."""
+    children (gunicorn recycles a worker about every 100,000 requests)."""
     total = 0
     for pid in pids:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
