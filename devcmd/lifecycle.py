@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +43,25 @@ def exit_within(seconds: float, exitcode: int = 1) -> threading.Timer:
     timer.daemon = True
     timer.start()
     return timer
+
+
+def stop_when_orphaned(seconds: float, poll: float = 0.5) -> threading.Thread | None:
+    """As gunicorn's workers do: a daemon thread that notices this process's parent is gone
+    (the process was handed to another) and stops it, SIGTERM to itself for an orderly stop
+    and a hard exit `seconds` later whatever that stop waits for. The backstop of
+    `die_with_parent`, whose signal a busy process has been seen to outlive. A process whose
+    parent is init (a container's first process, a daemon) has nothing to watch."""
+    parent = os.getppid()
+    if parent <= 1:
+        return None
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        log.warning("parent process %d is gone: stopping", parent)
+        exit_within(seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="orphan-watch", daemon=True)
+    thread.start()
+    return thread

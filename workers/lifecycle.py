@@ -4,7 +4,7 @@ children die with it."""
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_shutting_down
 
 from devcmd import lifecycle
 from devcmd.config import Config
@@ -21,3 +21,9 @@ def _die_with_worker(**_: object) -> None:
     """A pool child whose worker is gone (killed, or forced out above) has no one to ack its
     task to: it ends too, and the task comes back through the broker's redelivery."""
     lifecycle.die_with_parent()
+
+
+@worker_init.connect
+def _stop_when_orphaned(**_: object) -> None:
+    """The worker whose launcher died stops too, even if the launcher's death signal was lost."""
+    lifecycle.stop_when_orphaned(Config.from_env().worker_stop_timeout)
