@@ -294,6 +294,16 @@ def test_oom_before_a_cancel_leaves_the_command_pending_and_no_lost_callback(
     assert notifications.drain_dirty(svc) == 1
 
 
+def filling_first(admin: redis.Redis, call):
+    """`call`, preceded by the server running out of memory (noeviction, 1-byte limit)."""
+
+    def run(*args, **kwargs):
+        admin.config_set("maxmemory", 1)
+        return call(*args, **kwargs)
+
+    return run
+
+
 @pytest.mark.parametrize("path", ["cluster steps", "one pipeline"])
 def test_oom_between_the_indexes_and_the_script_of_a_create_leaves_no_trace(
     client, admin, svc, world, path
@@ -306,14 +316,10 @@ def test_oom_between_the_indexes_and_the_script_of_a_create_leaves_no_trace(
     real_script, real_at_once = svc.scripts.create_command, store._create_at_once
     real_queue = store.timers.queue_schedule
 
-    def fill_then_run(*args, **kwargs):
-        admin.config_set("maxmemory", 1)
-        return real_script(*args, **kwargs)
-
-    def fill_then_queue(*args, **kwargs):
-        admin.config_set("maxmemory", 1)
-        return real_queue(*args, **kwargs)
-
+    fill_then_run, fill_then_queue = (
+        filling_first(admin, real_script),
+        filling_first(admin, real_queue),
+    )
     before = keys_and_values(admin)
     if path == "cluster steps":  # a single server taking the cluster's path, step by step
         svc.scripts.create_command = fill_then_run
@@ -337,10 +343,7 @@ def test_oom_between_the_indexes_and_the_script_of_a_create_leaves_no_trace(
 def test_oom_between_claiming_an_app_id_and_writing_the_app_leaves_the_id_free(admin, svc) -> None:
     real_hset = svc.redis.hset
 
-    def fill_then_hset(*args, **kwargs):  # the record's write, after the claim (HSETNX)
-        admin.config_set("maxmemory", 1)
-        return real_hset(*args, **kwargs)
-
+    fill_then_hset = filling_first(admin, real_hset)  # the record's write, after the claim
     before = keys_and_values(admin)
     svc.redis.hset = fill_then_hset
     with pytest.raises(redis.exceptions.OutOfMemoryError):
@@ -380,14 +383,10 @@ def test_oom_between_the_indexes_and_the_script_of_an_open_task_leaves_no_trace(
     store = svc.revocations
     real_script, real_queue = svc.scripts.open_task, store._queue_indexes
 
-    def fill_then_run(*args, **kwargs):
-        admin.config_set("maxmemory", 1)
-        return real_script(*args, **kwargs)
-
-    def fill_then_queue(*args, **kwargs):
-        admin.config_set("maxmemory", 1)
-        return real_queue(*args, **kwargs)
-
+    fill_then_run, fill_then_queue = (
+        filling_first(admin, real_script),
+        filling_first(admin, real_queue),
+    )
     before = keys_and_values(admin)
     if path == "cluster steps":  # a single server taking the cluster's path, step by step
         svc.scripts.open_task = fill_then_run
