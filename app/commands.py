@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint
+from marshmallow import ValidationError
 
 from app.apidoc import doc
-from app.context import app_id, authenticated, services
+from app.context import acting_for, app_id, authenticated, prefetched, services
 from app.idempotency import idempotent, new_id
 from app.schemas import json_body, query_args, schema
 from app.schemas.commands import (
@@ -19,6 +20,8 @@ from app.schemas.commands import (
 from app.schemas.notifications import NotificationAnswer, NotificationHistory
 from devcmd import errors
 from devcmd.domain import commands, notifications
+from devcmd.services import Services
+from devcmd.store.reads import Read
 
 bp = Blueprint("commands", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommands")
 
@@ -39,8 +42,19 @@ def create():
     return command_answer(command), 201
 
 
+def _query_read(svc: Services, app: str) -> Read | None:
+    """The read `query` makes, sent along with admission (None for a query that does not parse:
+    the view answers it, after admission, as any other)."""
+    try:
+        q = query_args(CommandsQuery)
+    except ValidationError:
+        return None
+    window, page = (q["startTime"], q["endTime"]), (q["pageNo"], q["pageSize"])
+    return commands.query_read(svc, app, q["deviceId"], *window, *page, q["status"])
+
+
 @bp.get("")
-@authenticated
+@acting_for("appId", reading=_query_read)
 @doc(
     "Query commands, newest first (optionally only those in some statuses)",
     query=CommandsQuery,
@@ -57,6 +71,7 @@ def query():
         q["pageNo"],
         q["pageSize"],
         q["status"],
+        prefetched(),
     )
     return {
         "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},

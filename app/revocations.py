@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint
+from marshmallow import ValidationError
 
 from app.apidoc import doc
-from app.context import app_id, authenticated, services
+from app.context import acting_for, app_id, authenticated, prefetched, services
 from app.idempotency import idempotent, new_id
 from app.schemas import json_body, query_args
 from app.schemas.commands import command_answer
@@ -18,6 +19,8 @@ from app.schemas.revocations import (
 )
 from devcmd import errors
 from devcmd.domain import revocations
+from devcmd.services import Services
+from devcmd.store.reads import Read
 
 bp = Blueprint("revocations", __name__, url_prefix="/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks")
 
@@ -39,19 +42,33 @@ def create():
     return answer, 201
 
 
-@bp.get("")
-@authenticated
-@doc("Query revocation tasks", query=TasksQuery, answers={200: TasksPage})
-def query():
+def _filters() -> dict:
     q = query_args(TasksQuery)
-    filters = {
+    return {
         "taskId": q["taskId"],
         "deviceId": q["deviceId"],
         "status": q["status"],
         "start": q["startTime"],
         "end": q["endTime"],
     }
-    total, page = revocations.query(services(), app_id(), filters, q["pageNo"], q["pageSize"])
+
+
+def _query_read(svc: Services, app: str) -> Read | None:
+    """The read `query` makes, sent along with admission (None for a query that does not parse:
+    the view answers it, after admission, as any other)."""
+    try:
+        return revocations.query_read(svc, app, _filters())
+    except ValidationError:
+        return None
+
+
+@bp.get("")
+@acting_for("appId", reading=_query_read)
+@doc("Query revocation tasks", query=TasksQuery, answers={200: TasksPage})
+def query():
+    q = query_args(TasksQuery)
+    page_no, size = q["pageNo"], q["pageSize"]
+    total, page = revocations.query(services(), app_id(), _filters(), page_no, size, prefetched())
     return {
         "pagination": {"pageNo": q["pageNo"], "pageSize": q["pageSize"], "totalSize": total},
         "data": [task_answer(task) for task in page],

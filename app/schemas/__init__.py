@@ -6,7 +6,7 @@ from functools import cache
 from urllib.parse import parse_qsl
 
 import orjson
-from flask import request
+from flask import g, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
@@ -139,5 +139,9 @@ def optional_json_body(kind: type[Schema]) -> dict:
 
 
 def query_args(kind: type[Schema]) -> dict:
-    """The query string parsed with the schema `kind`."""
-    return schema(kind).load(request.args.to_dict())
+    """The query string parsed with the schema `kind`, once per request (a read sent along with
+    admission and the view then share it: same defaults, such as a window ending now)."""
+    parsed = g.setdefault("query_args", {})
+    if kind not in parsed:
+        parsed[kind] = schema(kind).load(request.args.to_dict())
+    return parsed[kind]

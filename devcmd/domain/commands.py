@@ -9,6 +9,7 @@ from devcmd.clock import now_ms
 from devcmd.domain import callback_guard, ids
 from devcmd.services import Services
 from devcmd.store import keys
+from devcmd.store.reads import Read
 
 DEFAULT_EXPIRE_SECONDS = 172_800
 STATUSES = keys.COMMAND_STATUSES
@@ -76,12 +77,16 @@ def query(
     page_no: int,
     size: int,
     statuses: Iterable[str] | None = None,
+    found: tuple[int, list[dict]] | None = None,
 ) -> tuple[int, list[dict]]:
     """A page of commands created in [start, end], newest first, and the exact total that
     match; `statuses` (names of STATUSES or their aliases) keeps those now in one of them.
+    `found` is the answer of `query_read` with the same arguments if it was already made.
 
     Raises InvalidInput for an unknown status.
     """
+    if found is not None:
+        return found
     wanted = canonical_statuses(statuses) if statuses is not None else set(STATUSES)
     if device_id and not ids.is_valid(device_id):
         return 0, []
@@ -90,6 +95,23 @@ def query(
         return svc.commands.page(app_id, device_id, start, end, offset, size)
     ordered = [s for s in STATUSES if s in wanted]
     return svc.commands.page_by_status(app_id, device_id, ordered, (start, end), offset, size)
+
+
+def query_read(
+    svc: Services,
+    app_id: str,
+    device_id: str | None,
+    start: int,
+    end: int,
+    page_no: int,
+    size: int,
+    statuses: Iterable[str] | None = None,
+) -> Read | None:
+    """The store read `query` makes, to send ahead: one device's page in every status (one
+    script run); None for the other queries (merged over devices or statuses)."""
+    if not device_id or not ids.is_valid(device_id) or statuses is not None:
+        return None
+    return svc.commands.page_read(app_id, device_id, start, end, page_no * size, size)
 
 
 def canonical_statuses(names: Iterable[str]) -> set[str]:

@@ -10,6 +10,7 @@ from devcmd import errors, faults, metrics
 from devcmd.clock import now_ms
 from devcmd.domain import health, ids
 from devcmd.services import Services
+from devcmd.store.reads import Read
 from devcmd.store.revocations import Batch
 
 STATUS_ALIASES = {"WAITTING": "WAITING"}
@@ -116,24 +117,45 @@ def _sweep_step(svc: Services, app_id: str, device_id: str, task_id: str) -> Bat
     return dataclasses.replace(batch, cancelled_now=cancelled)
 
 
-def get(svc: Services, app_id: str, task_id: str) -> dict:
-    """One task of the application. Raises TaskNotFound."""
-    device_id = svc.revocations.device_of(app_id, task_id) if ids.is_valid(task_id) else None
-    task = svc.revocations.get(app_id, device_id, task_id) if device_id else None
-    if not task:
+def get(svc: Services, app_id: str, task_id: str, found: dict | None = None) -> dict:
+    """One task of the application; `found` is the answer of `get_read` if it was already made.
+    Raises TaskNotFound."""
+    if found is None:
+        device_id = svc.revocations.device_of(app_id, task_id) if ids.is_valid(task_id) else None
+        found = svc.revocations.get(app_id, device_id, task_id) if device_id else None
+    if not found:
         raise errors.TaskNotFound()
-    return task
+    return found
 
 
-def query(svc: Services, app_id: str, filters: dict, page_no: int, size: int) -> tuple[int, list]:
-    """Tasks matching the filters, newest first: (total, one page)."""
+def get_read(svc: Services, app_id: str, task_id: str) -> Read | None:
+    """The store read `get` makes, to send ahead; None when it cannot be made in one step
+    (the task's device is not known to this process yet, or the id is malformed)."""
+    return svc.revocations.get_read(app_id, task_id) if ids.is_valid(task_id) else None
+
+
+def query_read(svc: Services, app_id: str, filters: dict) -> Read | None:
+    """The store read `query` makes, to send ahead: a poll by taskId (see `get_read`)."""
+    return get_read(svc, app_id, filters["taskId"]) if filters.get("taskId") else None
+
+
+def query(
+    svc: Services,
+    app_id: str,
+    filters: dict,
+    page_no: int,
+    size: int,
+    found: dict | None = None,
+) -> tuple[int, list]:
+    """Tasks matching the filters, newest first: (total, one page); `found` is the answer of
+    `query_read` with the same filters if it was already made."""
     if filters.get("taskId"):
         try:
-            found = [get(svc, app_id, filters["taskId"])]
+            tasks = [get(svc, app_id, filters["taskId"], found)]
         except errors.TaskNotFound:
-            found = []
-        found = [t for t in found if _matches(t, filters)]
-        return len(found), found[page_no * size : (page_no + 1) * size]
+            tasks = []
+        tasks = [t for t in tasks if _matches(t, filters)]
+        return len(tasks), tasks[page_no * size : (page_no + 1) * size]
     device_id = filters.get("deviceId")
     if device_id and not ids.is_valid(device_id):
         return 0, []

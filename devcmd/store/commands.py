@@ -16,6 +16,7 @@ from redis.exceptions import NoScriptError
 from devcmd import errors, faults
 from devcmd.store import document as documents
 from devcmd.store import keys, scripts
+from devcmd.store.reads import Read
 from devcmd.store.scripts import Scripts, slot_client
 from devcmd.store.southbound import TimerIndex
 
@@ -281,11 +282,23 @@ class CommandStore:
         if device_id:
             script_keys = self.read_keys(app_id, device_id)
             args = ["page", start, end, offset, limit]
-            total, *rows = self.scripts.read_commands(keys=script_keys, args=args)
-            return total, documents.records(app_id, device_id, rows)
+            return _page(app_id, device_id, self.scripts.read_commands(keys=script_keys, args=args))
         devices = sorted(self.redis.smembers(keys.app_command_device_ids(app_id)))
         sources = [(dev, keys.device_commands(app_id, dev)) for dev in devices]
         return self._sources_page(app_id, sources, (start, end), offset, limit)
+
+    def page_read(
+        self, app_id: str, device_id: str, start: int, end: int, offset: int, limit: int
+    ) -> Read[tuple[int, list[dict]]]:
+        """`page` of one device as a `Read`, to send along with another step (the script by its
+        sha, on the device's slot)."""
+        if limit > READ_CHUNK:
+            raise ValueError(f"a page holds at most {READ_CHUNK} commands, not {limit}")
+        script_keys = self.read_keys(app_id, device_id)
+        script = self.scripts.read_commands
+        command = ("evalsha", script.sha, len(script_keys), *script_keys)
+        command += ("page", start, end, offset, limit)
+        return Read((command,), lambda replies: _page(app_id, device_id, replies[0]))
 
     def page_by_status(
         self,
@@ -442,3 +455,9 @@ def status_of(written: str | None, queued: float | None) -> str | None:
     """A command's status from its status hash entry and its pending queue score: a PENDING
     command has no hash entry, the queue holds exactly the PENDING ones (lua/status_of.lua)."""
     return written or ("PENDING" if queued is not None else None)
+
+
+def _page(app_id: str, device_id: str, answer: list) -> tuple[int, list[dict]]:
+    """(total, records) from `read_commands.lua`'s answer to a page of one device."""
+    total, *rows = answer
+    return total, documents.records(app_id, device_id, rows)

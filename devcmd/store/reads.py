@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from redis import Redis
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 T = TypeVar("T")
 
@@ -31,15 +32,19 @@ class Read(Generic[T]):
         for name, *args in self.commands:
             getattr(pipe, name)(*args)
 
-    def take(self, replies: Sequence[Any]) -> T:
+    def take(self, replies: Sequence[Any]) -> T | None:
         """The answer from the commands' replies (as `queue` queued them); raises the first
-        error among them."""
+        error among them, except NOSCRIPT (a script sent by its sha to a server that lost its
+        scripts: a restart, SCRIPT FLUSH), which gives None: the caller reads anew through its
+        store, whose call loads the script."""
         for reply in replies:
+            if isinstance(reply, NoScriptError):
+                return None
             if isinstance(reply, Exception):
                 raise reply
         return self.answer(replies)
 
-    def run(self, redis: Redis | RedisCluster) -> T:
+    def run(self, redis: Redis | RedisCluster) -> T | None:
         """The read on its own round trip (one slot: a cluster sends it to one node)."""
         pipe = redis.pipeline(transaction=False)
         self.queue(pipe)

@@ -11,9 +11,11 @@ from redis.exceptions import NoScriptError
 from devcmd import errors, faults
 from devcmd.store import document as documents
 from devcmd.store import keys, scripts
+from devcmd.store.reads import Read
 from devcmd.store.scripts import Scripts, slot_client
 
 TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
+TASK_DEVICE_CACHE_SIZE = 100_000
 
 
 class NotReplicated(RedisError):
@@ -61,6 +63,9 @@ class RevocationStore:
         self.buckets = buckets
         self.min_replicas_ack = min_replicas_ack
         self.replica_ack_timeout_ms = replica_ack_timeout_ms
+        # (appId, taskId) -> deviceId of tasks this process opened or looked up: a task's
+        # device never changes, so a poll by taskId skips that lookup.
+        self._task_devices: dict[tuple[str, str], str] = {}
 
     def _active(self, device_id: str) -> str:
         """The active-task index bucket of a device."""
@@ -99,6 +104,8 @@ class RevocationStore:
             if reply[0] == -2:
                 raise errors.ScopeTooLarge(reply[1], limit)
             raise errors.DeviceNotFound()
+        if indexed:
+            self._remember(app_id, task_id, device_id)
         listed_ = reply[2:]
         fields = (listed_[0::4], listed_[1::4], listed_[2::4], listed_[3::4])
         scoped = [
@@ -267,7 +274,28 @@ class RevocationStore:
         return Batch(cancelled_now, status, cancelled, total, done, tuple(ids), state == 2)
 
     def device_of(self, app_id: str, task_id: str) -> str | None:
-        return self.redis.hget(keys.app_task_devices(app_id), task_id)
+        """The device of one of the application's tasks (remembered by this process once
+        known: it never changes; a task removed since is then simply not found by `get`)."""
+        found = self._task_devices.get((app_id, task_id))
+        if found is None:
+            found = self.redis.hget(keys.app_task_devices(app_id), task_id)
+            if found is not None:
+                self._remember(app_id, task_id, found)
+        return found
+
+    def _remember(self, app_id: str, task_id: str, device_id: str) -> None:
+        if len(self._task_devices) >= TASK_DEVICE_CACHE_SIZE:
+            self._task_devices.clear()  # bounded; a miss costs one round trip
+        self._task_devices[app_id, task_id] = device_id
+
+    def get_read(self, app_id: str, task_id: str) -> Read[dict[str, str]] | None:
+        """`get` of a task whose device this process knows, as a `Read` to send along with
+        another step (its answer is {} for a task not found); None when the device is not
+        known here (the caller then looks it up)."""
+        device_id = self._task_devices.get((app_id, task_id))
+        if device_id is None:
+            return None
+        return Read((("hgetall", keys.task(app_id, device_id, task_id)),), _first)
 
     def get(self, app_id: str, device_id: str, task_id: str) -> dict[str, str] | None:
         return self.redis.hgetall(keys.task(app_id, device_id, task_id)) or None
@@ -298,3 +326,7 @@ class RevocationStore:
 
     def touch(self, app_id: str, device_id: str, task_id: str, now: int) -> None:
         self.redis.zadd(self._active(device_id), {active_member(app_id, device_id, task_id): now})
+
+
+def _first(replies):
+    return replies[0]
