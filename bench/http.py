@@ -73,6 +73,7 @@ class Result:
     p99_ms: float
     wrk_busy: float  # wrk's CPU time / (threads x wall time)
     server_us: float  # CPU time of gunicorn (master and workers) and Redis per request
+    redis_us: float = 0.0  # of which Redis's
 
 
 @dataclass(frozen=True)
@@ -169,11 +170,14 @@ def process_cpu(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-def run_wrk(url: str, script: Path, seconds: int, server: list[int]) -> Result:
-    """One wrk run against the processes `server`; raises RuntimeError if any answer was not
-    2xx (or a socket error)."""
+def run_wrk(
+    url: str, script: Path, seconds: int, server: list[int], redis: int | None = None
+) -> Result:
+    """One wrk run against the processes `server` (of which `redis` is the Redis server's);
+    raises RuntimeError if any answer was not 2xx (or a socket error)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = process_cpu(server)
+    redis_before = process_cpu([redis]) if redis else 0.0
     done = subprocess.run(
         [
             "wrk",
@@ -195,6 +199,7 @@ def run_wrk(url: str, script: Path, seconds: int, server: list[int]) -> Result:
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu = process_cpu(server) - server_before
+    redis_cpu = process_cpu([redis]) - redis_before if redis else 0.0
     out = done.stdout
     if "Non-2xx" in out or "Socket errors" in out or done.stderr.strip():
         raise RuntimeError(f"wrk saw errors for {url}:\n{out}\n{done.stderr[:2000]}")
@@ -210,6 +215,7 @@ def run_wrk(url: str, script: Path, seconds: int, server: list[int]) -> Result:
         _ms(percentiles["99"]),
         cpu / (THREADS * seconds),
         server_cpu / count * 1e6,
+        redis_cpu / count * 1e6,
     )
 
 
@@ -311,7 +317,8 @@ def stack(app_dir: Path, workdir: Path) -> Iterator[Callable[[int], Round]]:
             pids = [pid, server.process.pid]
 
             def wrk(endpoint: Endpoint, seconds: int) -> Result:
-                return run_wrk(base + endpoint.path, scripts[endpoint.name], seconds, pids)
+                url, script = base + endpoint.path, scripts[endpoint.name]
+                return run_wrk(url, script, seconds, pids, server.process.pid)
 
             def one_round(seconds: int) -> Round:
                 measured = {BARE.name: (wrk(BARE, seconds), 1.0)}
@@ -364,6 +371,7 @@ def summarize(measured: dict[str, list]) -> dict[str, tuple[Result, float]]:
                 statistics.median(r.p99_ms for r in results),
                 max(r.wrk_busy for r in results),
                 statistics.median(r.server_us for r in results),
+                statistics.median(r.redis_us for r in results),
             ),
             statistics.median(q for _, q in runs),
         )
@@ -380,10 +388,13 @@ def report(
 
     `CPU ratio` is the bare endpoint's server CPU per request over the call's: the throughput
     ratio a machine with nothing else running would show when the server is CPU-bound, and a
-    steadier figure than requests/s when other work shares the cores."""
+    steadier figure than requests/s when other work shares the cores. `Redis us/req` is the
+    Redis server's part of the call's CPU, and `Redis ceiling` the CPU ratio the call would
+    have if gunicorn spent nothing on it beyond what it spends on the bare request: the most
+    any change to the web process alone could reach while Redis does the same work."""
     table = Table(title=title)
     columns = ["call", "req/s", "p50 ms", "p99 ms", "ratio", "target", "wrk busy", "CPU us/req"]
-    columns.append("CPU ratio")
+    columns += ["CPU ratio", "Redis us/req", "Redis ceiling"]
     if old:
         columns += ["old req/s", "old ratio", "old CPU us/req", "old CPU ratio"]
     for column in columns:
@@ -404,6 +415,8 @@ def report(
             f"{result.wrk_busy:.0%}" + (" (generator-bound?)" if result.wrk_busy > BUSY else ""),
             f"{result.server_us:,.0f}",
             f"{bare_us / result.server_us:.2f}",
+            f"{result.redis_us:,.0f}",
+            f"{ceiling(new['bare /healthz'][0], result):.2f}",
         ]
         if old:
             before, before_ratio = old[name]
@@ -413,6 +426,11 @@ def report(
         table.add_row(*row)
     console.print(table)
     return met
+
+
+def ceiling(bare: Result, call: Result) -> float:
+    """The CPU ratio of `call` if its web-process CPU per request were the bare request's."""
+    return bare.server_us / (bare.server_us - bare.redis_us + call.redis_us)
 
 
 def main() -> None:
