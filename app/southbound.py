@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, request
+from marshmallow import ValidationError
 
 from app.apidoc import doc
 from app.context import services
@@ -14,11 +15,14 @@ from devcmd.domain import southbound
 bp = Blueprint("southbound", __name__, url_prefix="/southbound/v1/devices/<device_id>/commands")
 
 
-def _device_app(device_id: str) -> str:
+def _credentials() -> tuple[str | None, str | None]:
+    """HTTP Basic's (username, password), each None when absent."""
     credentials = request.authorization
-    username = credentials.username if credentials else None
-    password = credentials.password if credentials else None
-    return southbound.authenticate(services(), device_id, username, password)
+    return (credentials.username, credentials.password) if credentials else (None, None)
+
+
+def _device_app(device_id: str) -> str:
+    return southbound.authenticate(services(), device_id, *_credentials())
 
 
 @bp.get("")
@@ -29,9 +33,13 @@ def _device_app(device_id: str) -> str:
     security="device",
 )
 def fetch(device_id: str):
-    app_id = _device_app(device_id)
-    limit = query_args(FetchQuery)["max"]
-    return {"commands": southbound.fetch(services(), app_id, device_id, limit)}
+    try:
+        limit = query_args(FetchQuery)["max"]
+    except ValidationError:
+        _device_app(device_id)  # credentials are checked first, as on every call
+        raise
+    fetched = southbound.authenticated_fetch(services(), device_id, *_credentials(), limit)
+    return {"commands": fetched}
 
 
 @bp.post("/<command_id>/ack")

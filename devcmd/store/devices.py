@@ -19,6 +19,7 @@ class DeviceStore:
         self.redis = redis
         self.scripts = scripts
         self._owners: dict[str, str] = {}
+        self._accepted: dict[str, str] = {}  # deviceId -> psk digest it last authenticated with
 
     def create(self, app_id: str, device_id: str, record: dict) -> None:
         """Store a device after claiming its unique names in one atomic step.
@@ -52,7 +53,8 @@ class DeviceStore:
         """The application a device belongs to (devices authenticate by their own id).
 
         Remembered per process: a deviceId is a fresh random id that never changes owner, and a
-        deleted device is refused by its record (`get`), which is always read."""
+        deleted device is refused by its record, which is always read (by `get`, or by the
+        fetch script that checks the device's credentials)."""
         found = self._owners.get(device_id)
         if found is None:
             found = self.redis.get(keys.device_owner(device_id))
@@ -61,6 +63,20 @@ class DeviceStore:
                     self._owners.clear()  # bounded; a miss costs one round trip
                 self._owners[device_id] = found
         return found
+
+    def accepted_psk(self, device_id: str) -> str | None:
+        """The psk digest this process last saw the device authenticate with, if any: a hint
+        that the next request with it will pass, never proof (the store checks it again)."""
+        return self._accepted.get(device_id)
+
+    def accept_psk(self, device_id: str, digest: str | None) -> None:
+        """Remember (or with None, forget) the digest the device authenticated with."""
+        if digest is None:
+            self._accepted.pop(device_id, None)
+            return
+        if len(self._accepted) >= OWNER_CACHE_SIZE:
+            self._accepted.clear()  # bounded; a miss costs one round trip
+        self._accepted[device_id] = digest
 
     def get(self, app_id: str, device_id: str) -> dict[str, str] | None:
         """The live device, or None if unknown or deleted."""

@@ -101,10 +101,21 @@ class SouthboundStore:
         self.timers = TimerIndex(redis, buckets)
 
     def fetch(
-        self, app_id: str, device_id: str, now: int, limit: int, ack_ms: int
+        self,
+        app_id: str,
+        device_id: str,
+        now: int,
+        limit: int,
+        ack_ms: int,
+        psk_digest: str | None = None,
     ) -> tuple[bool, list[str]]:
-        """Mark up to `limit` deliverable commands SENT; returns (outbox written, their ids)."""
+        """Mark up to `limit` deliverable commands SENT; returns (outbox written, their ids).
+        With `psk_digest` the script first checks it is the live device's, in the same step:
+        DeviceAuthFailed (nothing changed) if not. Raises DeviceNotFound for a deleted device.
+        """
         script, args = self.scripts.fetch_commands, [now, limit, ack_ms]
+        if psk_digest is not None:
+            args.append(psk_digest)
         script_keys = keys.for_device(
             app_id,
             device_id,
@@ -134,6 +145,8 @@ class SouthboundStore:
         else:
             self.timers.schedule(app_id, device_id, now + ack_ms)
             reply = script(keys=script_keys, args=args)
+        if reply[0] == -2:
+            raise errors.DeviceAuthFailed()
         if reply[0] == -1:
             raise errors.DeviceNotFound()
         if len(reply) > 1:

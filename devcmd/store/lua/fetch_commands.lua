@@ -6,15 +6,22 @@
 --       (ack due ms), 6 retransmit zset, 7 expiry zset, 8 outbox list, 9 callback-url hash,
 --       10 device's command index (zset ms), status indexes 11 PENDING, 12 SENT, 13 EXPIRED,
 --       14 finished list (see finished_index.lua)
--- ARGV: 1 now ms, 2 max commands, 3 ack timeout ms
+-- ARGV: 1 now ms, 2 max commands, 3 ack timeout ms, 4 (optional) the SHA-256 hex digest of the
+--       psk the device presented: the device is then authenticated here, in the same step
 -- Returns: {notified, id, ...}: 1 if an outbox event was recorded, then the commands now SENT;
---          {-1} if the device is deleted
+--          {-1} if the device is deleted; {-2} if a digest was given and is not the live
+--          device's (unknown, deleted, or another psk): nothing changed
 local dev, q, st, life, inflight, retry, exp, outbox, cb =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local all, in_pending, in_sent, in_expired = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local now, max, ack_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 
-if redis.call('HGET', dev, 'deleted') == '1' then
+local record = redis.call('HMGET', dev, 'deleted', 'nodeId', 'pskHash')
+if ARGV[4] and (record[1] == '1' or not record[2] or record[3] ~= ARGV[4]) then
+  -- Digests of a random psk: comparing them byte by byte tells a caller nothing it can use.
+  return {-2}
+end
+if record[1] == '1' then
   return {-1}
 end
 
