@@ -57,6 +57,27 @@ def enos_name(**kwargs) -> fields.String:
     return fields.String(validate=validate.Regexp(ENOS_NAME, error=message), **kwargs)
 
 
+CALLBACK_URL_RULES = (
+    "An http or https URL (the scheme in any case) that the command's status changes are POSTed "
+    "to, at most 1024 characters. Refused too: link-local, metadata, multicast, unspecified and "
+    "reserved addresses and metadata host names, and private and loopback ones unless the "
+    "service runs with CALLBACK_ALLOW_PRIVATE."
+)
+
+
+def callback_url(**kwargs) -> fields.Url:
+    """A callback URL: http(s) only (the document's pattern says so, see app/urlpattern.py);
+    the callback guard checks its host when the command is created."""
+    return fields.Url(
+        load_default=None,
+        require_tld=False,
+        schemes={"http", "https"},
+        validate=validate.Length(max=1024),
+        metadata={"description": CALLBACK_URL_RULES},
+        **kwargs,
+    )
+
+
 class BaseSchema(Schema):
     """Unknown fields are ignored (OceanConnect clients send what their SDK version knows)."""
 
