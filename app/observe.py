@@ -14,6 +14,10 @@ from devcmd import logs, metrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
 UNMATCHED = "<unmatched>"  # the route label of a request no URL rule matched (404, 405)
+# The method label takes these as sent and every other method as OTHER_METHOD: a client sending
+# made-up methods must not add a series (and a cache entry below) for each.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 
 access_log = logging.getLogger("devcmd.access")
 
@@ -42,9 +46,10 @@ def _finish(response: Response) -> Response:
         response.status_code,
     )
     route = rule.rule if rule else UNMATCHED
+    label = method if method in METHODS else OTHER_METHOD
     seconds = time.perf_counter() - state.get("started", time.perf_counter())
-    _counter(method, route, status).inc()
-    _histogram(method, route).observe(seconds)
+    _counter(label, route, status).inc()
+    _histogram(label, route).observe(seconds)
     access_log.info(
         "%s %s %d",
         method,
@@ -64,9 +69,9 @@ def _finish(response: Response) -> Response:
 @cache
 def _counter(method: str, route: str, status: int) -> Counter:
     """The request counter of one (method, route, status): prometheus_client's `labels` checks
-    and joins its arguments on every call, so each route's child is looked up once. Routes are
-    the app's URL rules (and one label for unmatched paths): the cache holds no more than the
-    metric's own children."""
+    and joins its arguments on every call, so each route's child is looked up once. Methods are
+    the standard ones (and one label for the rest), routes the app's URL rules (and one label
+    for unmatched paths): the cache holds no more than the metric's own children."""
     return metrics.HTTP_REQUESTS.labels(method, route, str(status))
 
 

@@ -21,6 +21,7 @@ from app import errors as catalogue
 from app.apidoc import Answer, RouteDoc
 from app.schemas import MAX_ID, HuaweiTime, identifier
 from app.schemas.errors import EnosError, ErrorAnswer, meaning
+from app.urlpattern import url_pattern
 from devcmd import errors
 from devcmd.clock import HUAWEI_PATTERN
 from devcmd.domain import idempotency
@@ -70,12 +71,20 @@ class Converter(OpenAPIConverter):
 
     def init_attribute_functions(self) -> None:
         super().init_attribute_functions()
-        self.attribute_functions += [self.huawei_time, self.constant]
+        self.attribute_functions += [self.huawei_time, self.constant, self.url]
 
     def huawei_time(self, field, **kwargs) -> dict:
         if not isinstance(field, HuaweiTime):
             return {}
         return {"type": "string", "pattern": HUAWEI_PATTERN, "example": "20170222T164000Z"}
+
+    def url(self, field, **kwargs) -> dict:
+        """What a URL field's validator accepts, as a pattern beside `format: uri` (which admits
+        any scheme and hosts the validator refuses)."""
+        if not isinstance(field, fields.Url):
+            return {}
+        validator = next(v for v in field.validators if isinstance(v, validate.URL))
+        return {"pattern": url_pattern(validator)}
 
     def constant(self, field, **kwargs) -> dict:
         if not isinstance(field, fields.Constant):

@@ -2,10 +2,13 @@
 
 `REDIS_URL` names one server (`redis://`, `rediss://`, `unix://`) or the seed nodes of a Redis
 Cluster (`redis+cluster://[user:password@]host:port[,host:port...]`, the form the `limits`
-package reads too). `CELERY_BROKER_URL` names one Redis or a set of Sentinels
+package reads too). `CELERY_BROKER_URL` names one Redis (kombu's forms: `redis://`,
+`rediss://`, `redis+socket:///path/to/sock`) or a set of Sentinels
 (`sentinel://host:port;sentinel://host:port`, master name in CELERY_BROKER_SENTINEL_MASTER).
 Celery cannot use a Redis Cluster as its broker (kombu has no cluster transport), so a cluster
-data store needs a separate broker: `check` refuses the combination before anything starts.
+data store needs a separate broker, and kombu has no `unix://` transport, so a data store on a
+Unix socket needs CELERY_BROKER_URL=redis+socket://...: `check` refuses both before anything
+starts.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from devcmd.config import Config
 CLUSTER_SCHEME = "redis+cluster"
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "sentinel"
+UNIX_SCHEME = "unix"  # redis-py's Unix socket URL: kombu has no such transport
+SOCKET_SCHEME = "redis+socket"  # kombu's Redis transport on a Unix socket
+BROKER_SCHEMES = ("redis", "rediss", SOCKET_SCHEME)
 
 
 class ConfigError(ValueError):
@@ -101,9 +107,15 @@ def check(config: Config) -> None:
                 "(redis://) or Sentinel set (sentinel://host:port;sentinel://host:port)"
             )
     broker = config.celery_broker_url
-    if broker and scheme(broker) not in (*SINGLE_SCHEMES, SENTINEL_SCHEME):
+    if scheme(config.broker_url) == UNIX_SCHEME:
         raise ConfigError(
-            "CELERY_BROKER_URL must be a single Redis (redis://, rediss://, unix://) or "
+            f"{'CELERY_BROKER_URL' if broker else 'REDIS_URL'} names a Unix socket as unix://, "
+            "which Celery cannot use as its broker (kombu has no unix transport): set "
+            "CELERY_BROKER_URL to redis+socket:///path/to/sock (kombu's Redis transport)"
+        )
+    if broker and scheme(broker) not in (*BROKER_SCHEMES, SENTINEL_SCHEME):
+        raise ConfigError(
+            "CELERY_BROKER_URL must be a single Redis (redis://, rediss://, redis+socket://) or "
             f"Sentinels (sentinel://host:port;sentinel://...), not {scheme(broker) or broker!r}"
         )
     if is_sentinel(broker):
@@ -159,6 +171,17 @@ def make_broker_redis(config: Config) -> Redis | None:
             socket_connect_timeout=config.redis_connect_timeout,
         )
         return sentinel.master_for(config.celery_broker_sentinel_master, **options)
+    if scheme(url) == SOCKET_SCHEME:
+        url = socket_url(url)
     if scheme(url) not in SINGLE_SCHEMES:
         return None
     return Redis.from_url(url, **options)
+
+
+def socket_url(url: str) -> str:
+    """redis-py's form of kombu's `redis+socket:///path?virtual_host=N`: `unix:///path?db=N`."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query)
+    query = [("db" if key == "virtual_host" else key, value) for key, value in query]
+    tail = f"?{urllib.parse.urlencode(query)}" if query else ""
+    return f"{UNIX_SCHEME}://{parts.netloc}{parts.path}{tail}"

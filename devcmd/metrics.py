@@ -12,12 +12,12 @@ from prometheus_client import Counter, Histogram
 
 HTTP_REQUESTS = Counter(
     "devcmd_http_requests_total",
-    "HTTP requests answered, by method, route (the URL rule) and status.",
+    "HTTP requests answered, by method (or other), route (the URL rule) and status.",
     ["method", "route", "status"],
 )
 HTTP_DURATION = Histogram(
     "devcmd_http_request_duration_seconds",
-    "Time to answer an HTTP request, by method and route.",
+    "Time to answer an HTTP request, by method (or other) and route.",
     ["method", "route"],
 )
 TASKS_CREATED = Counter(

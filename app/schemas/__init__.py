@@ -15,6 +15,7 @@ from devcmd import clock
 MAX_ID = 64
 # EnOS names (assetId, productKey, deviceKey): no `/`, which joins productKey and deviceKey.
 ENOS_NAME = r"^[A-Za-z0-9_.:@\-]{1,64}$"
+PARSED_BODY = "devcmd.form_or_json"  # the WSGI environ key of a login or refresh body, parsed
 
 
 class StrictInteger(fields.Integer):
@@ -55,6 +56,27 @@ def identifier(**kwargs) -> fields.String:
 def enos_name(**kwargs) -> fields.String:
     message = "1-64 characters of A-Z a-z 0-9 _ . : @ -"
     return fields.String(validate=validate.Regexp(ENOS_NAME, error=message), **kwargs)
+
+
+CALLBACK_URL_RULES = (
+    "An http or https URL (the scheme in any case) that the command's status changes are POSTed "
+    "to, at most 1024 characters. Refused too: link-local, metadata, multicast, unspecified and "
+    "reserved addresses and metadata host names, and private and loopback ones unless the "
+    "service runs with CALLBACK_ALLOW_PRIVATE."
+)
+
+
+def callback_url(**kwargs) -> fields.Url:
+    """A callback URL: http(s) only (the document's pattern says so, see app/urlpattern.py);
+    the callback guard checks its host when the command is created."""
+    return fields.Url(
+        load_default=None,
+        require_tld=False,
+        schemes={"http", "https"},
+        validate=validate.Length(max=1024),
+        metadata={"description": CALLBACK_URL_RULES},
+        **kwargs,
+    )
 
 
 class BaseSchema(Schema):
@@ -113,7 +135,15 @@ def form_or_json() -> dict:
     """The body of a login or refresh: a form (as OceanConnect clients send it) or a JSON
     object. A body without a Content-Type (some OceanConnect clients send none) is read as JSON
     when it parses as a JSON object, else as a form. Another declared type is 415; anything
-    unreadable reads as `{}`, so the call is refused for what is missing."""
+    unreadable reads as `{}`, so the call is refused for what is missing. Parsed once per
+    request: the login limit's key reads it before the view."""
+    environ = request.environ  # the request's own: `g` may outlive it in an outer app context
+    if PARSED_BODY not in environ:
+        environ[PARSED_BODY] = _read_form_or_json()
+    return environ[PARSED_BODY]
+
+
+def _read_form_or_json() -> dict:
     if request.mimetype == "application/x-www-form-urlencoded":
         return request.form.to_dict()
     if request.mimetype:

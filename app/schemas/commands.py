@@ -4,7 +4,15 @@ import orjson
 from flask import current_app
 from marshmallow import ValidationError, fields, validate
 
-from app.schemas import BaseSchema, HuaweiTime, PageAnswer, PageQuery, StrictInteger, identifier
+from app.schemas import (
+    BaseSchema,
+    HuaweiTime,
+    PageAnswer,
+    PageQuery,
+    StrictInteger,
+    callback_url,
+    identifier,
+)
 from devcmd import errors
 from devcmd.clock import to_huawei
 from devcmd.domain.commands import STATUS_ALIASES, STATUSES, canonical_statuses
@@ -77,13 +85,7 @@ class CommandDTO(BaseSchema):
 class CreateCommandBody(BaseSchema):
     deviceId = identifier(required=True)
     command = fields.Nested(CommandDTO, required=True)
-    callbackUrl = fields.Url(
-        load_default=None,
-        allow_none=True,
-        require_tld=False,
-        schemes={"http", "https"},
-        validate=validate.Length(max=1024),
-    )
+    callbackUrl = callback_url(allow_none=True)
     expireTime = StrictInteger(
         load_default=None, allow_none=True, validate=validate.Range(0, MAX_EXPIRE)
     )

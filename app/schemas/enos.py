@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 from marshmallow import ValidationError, fields, validate
 
-from app.schemas import BaseSchema, QueryInteger, StrictInteger, enos_name, identifier
+from app.schemas import (
+    BaseSchema,
+    QueryInteger,
+    StrictInteger,
+    callback_url,
+    enos_name,
+    identifier,
+)
 from app.schemas.commands import paras_field
 from devcmd.domain.enos import STATES, Filters, output_data, tsl_identifier
 
@@ -47,12 +54,7 @@ class InvokeQuery(DeviceQuery):
     pendingTtl = QueryInteger(load_default=0, validate=validate.Range(0, MAX_PENDING_TTL))
     timeout = QueryInteger(load_default=30, validate=validate.Range(1, 60))
     # Our extension: EnOS has no per-command callback; OceanConnect's rules apply.
-    callbackUrl = fields.Url(
-        load_default=None,
-        require_tld=False,
-        schemes={"http", "https"},
-        validate=validate.Length(max=1024),
-    )
+    callbackUrl = callback_url()
 
 
 class InvokeBody(BaseSchema):

@@ -1,6 +1,6 @@
 """devcmd's enqueues (`Broker`: sweep, flush, deliver) on a real Redis broker: the message they
 put is the one Celery's own `send_task` puts, on the same queue, and publishing survives the
-broker's restart and threads."""
+broker's restart and threads, and a broker on a Unix socket (`redis+socket://`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from kombu.exceptions import OperationalError
 
 from devcmd.broker import _ReusedClient, make_celery
 from devcmd.config import Config
+from devcmd.embedded import RedisServer, free_port
 from devcmd.jobs import DELIVER, FLUSH, QUEUE_CALLBACKS, QUEUE_REVOCATIONS, SWEEP, Broker
+from devcmd.services import Services
 
 pytestmark = pytest.mark.integration
 # Fields that name one message (its id, and the ids derived from it), not its content.
@@ -103,3 +105,25 @@ def test_publishing_goes_on_after_the_broker_restarts(server):
         assert type(channel).conn_or_acquire is _ReusedClient.conn_or_acquire  # still the lean one
     finally:
         celery.close()
+
+
+def test_a_broker_on_a_unix_socket_takes_kombus_redis_socket_url(tmp_path):
+    """CELERY_BROKER_URL=redis+socket://... (what the configuration check points a unix://
+    broker to) publishes through the socket into the database it names, and the queue-depth
+    reader reads that database."""
+    sock = tmp_path / "r.sock"
+    extra = ("--unixsocket", str(sock), "--unixsocketperm", "700")
+    server = RedisServer(tmp_path, free_port(), appendonly=False, extra_args=extra).start()
+    config = Config().with_(
+        redis_url=server.url, celery_broker_url=f"redis+socket://{sock}?virtual_host=1"
+    )
+    try:
+        svc = Services.from_config(config)  # runs the configuration check
+        svc.broker.sweep("app", "dev", "task")
+        assert svc.broker_redis.llen(QUEUE_REVOCATIONS) == 1
+        with redis.Redis(port=server.port, db=1) as tcp:
+            assert json.loads(tcp.lindex(QUEUE_REVOCATIONS, 0))["headers"]["task"] == SWEEP
+        assert svc.redis.llen(QUEUE_REVOCATIONS) == 0  # not the data store's database 0
+        svc.close()
+    finally:
+        server.stop()

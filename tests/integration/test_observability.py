@@ -11,6 +11,7 @@ import sys
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import create_app
 from devcmd import jobs, logs, scrape
 from devcmd.domain import delivery
 from devcmd.services import Services
@@ -87,3 +88,26 @@ def test_two_processes_writing_one_directory_add_up_in_one_scrape(svc, tmp_path)
     healthz = families["devcmd_http_requests"].samples
     assert [(s.labels["route"], s.value) for s in healthz] == [("/healthz", 7)]
     assert sample(families["devcmd_redis_up"], "devcmd_redis_up") == 1
+
+
+def request_labels(client) -> set[tuple[str, str]]:
+    """The (method, route) label pairs of the request counter and duration histogram in a scrape
+    of `/metrics`."""
+    families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    return {
+        (s.labels["method"], s.labels["route"])
+        for f in families
+        if f.name in {"devcmd_http_requests", "devcmd_http_request_duration_seconds"}
+        for s in f.samples
+    }
+
+
+def test_odd_methods_and_unmatched_paths_add_a_bounded_number_of_series(svc) -> None:
+    client = create_app(services=svc).test_client()
+    before = request_labels(client)
+    for n in range(40):  # each would be a series of its own if labels took what clients send
+        client.open(f"/nowhere/{n}", method=f"FOO{n}")
+        client.open("/healthz", method=f"BAR{n}")  # 405: no URL rule matched this method
+        client.get(f"/random/path/{n}")
+    added = request_labels(client) - before
+    assert added <= {("other", "<unmatched>"), ("GET", "<unmatched>"), ("GET", "/metrics")}

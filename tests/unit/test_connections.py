@@ -41,6 +41,9 @@ def test_a_sentinel_url_lists_every_sentinel() -> None:
         ("memcached://h:1", None, "REDIS_URL must start with"),
         ("redis://h:1/0", "amqp://b:1", "CELERY_BROKER_URL must be"),
         ("redis://h:1/0", "redis+cluster://h:1", "CELERY_BROKER_URL must be"),
+        # kombu has no unix transport: it would fail at the first publish, not at start.
+        ("redis://h:1/0", "unix:///tmp/r.sock", "CELERY_BROKER_URL to redis[+]socket:///"),
+        ("unix:///tmp/r.sock", None, "REDIS_URL names a Unix socket .* redis[+]socket:///"),
     ],
 )
 def test_settings_devcmd_cannot_run_with_are_refused(redis_url, broker, complaint) -> None:
@@ -63,13 +66,22 @@ def test_a_sentinel_broker_needs_a_master_name() -> None:
     [
         ("redis://h:1/0", None),
         ("rediss://h:1/0", "redis://b:1/0"),
-        ("unix:///tmp/r.sock", None),
+        ("unix:///tmp/r.sock", "redis+socket:///tmp/r.sock"),
+        ("redis://h:1/0", "redis+socket:///tmp/r.sock?virtual_host=1"),
         ("redis+cluster://h:1,h:2", "redis://b:1/0"),
         ("redis+cluster://h:1,h:2", "sentinel://s:1;sentinel://s:2"),
     ],
 )
 def test_supported_settings_pass(redis_url, broker) -> None:
     connections.check(Config(redis_url=redis_url, celery_broker_url=broker))
+
+
+def test_a_socket_broker_is_read_through_redis_pys_unix_form() -> None:
+    config = Config(celery_broker_url="redis+socket://:pw@/tmp/r.sock?virtual_host=2")
+    reader = connections.make_broker_redis(config)
+    given = reader.connection_pool.connection_kwargs
+    assert (given["path"], given["db"], given["password"]) == ("/tmp/r.sock", 2, "pw")
+    reader.close()
 
 
 def test_the_factory_makes_a_cluster_client_only_for_a_cluster_url() -> None:

@@ -317,3 +317,35 @@ def test_productKey_and_deviceKey_are_documented_as_given_together(client, heade
         body = {"nodeId": f"together-{n}", **names}
         assert validator.is_valid(body), body
         assert client.post(REG, json=body, headers=headers).status_code == 200, body
+
+
+@pytest.mark.parametrize(
+    ("url", "taken"),
+    [
+        ("ftp://127.0.0.1/cb", False),
+        ("file:///etc/passwd", False),
+        ("https://0.a", False),  # a URI, but marshmallow wants a longer top-level label
+        ("http://example.com:65536/", False),  # the callback guard bounds the port
+        ("http://127.0.0.1:9/cb", True),
+        ("HTTPS://127.0.0.1/cb", True),  # the validator reads the scheme in any case
+        ("http://u:p@example.com:65535/a?b=c#d", True),
+        ("http://[2606:4700::1111]:8080/", True),
+        ("http://localhost", True),
+    ],
+)
+def test_callback_urls_are_documented_as_the_api_takes_them(
+    client, headers, device_id, document, url, taken
+):
+    """`format: uri` alone admits any scheme: the document's pattern says what the API takes."""
+    create = body_schema(document, CMDS, "POST")["properties"]["callbackUrl"]
+    invoke = [
+        p for p in operation(document, ENOS, "POST")["parameters"] if p["name"] == "callbackUrl"
+    ]
+    for schema in (create, invoke[0]["schema"]):
+        assert OAS30Validator(schema).is_valid(url) is taken, schema
+    body = {"deviceId": device_id, "command": {"serviceId": "s", "method": "m"}, "callbackUrl": url}
+    assert (client.post(CMDS, json=body, headers=headers).status_code == 201) is taken
+    query = enos_required(document, "invokeService") | {"orgId": "app-a", "assetId": device_id}
+    query |= {"pendingTtl": 60, "callbackUrl": url}
+    reply = client.post(ENOS, query_string=query, json={}, headers=headers)
+    assert (reply.json["code"] == 0) is taken, reply.json

@@ -5,10 +5,13 @@ written."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from urllib.parse import urlencode
 
+import orjson
 import pytest
 
-from app import create_app
+from app import create_app, schemas
 from app.schemas.commands import depth
 from devcmd.domain import commands
 
@@ -182,6 +185,41 @@ def test_login_without_a_content_type_reads_a_form_or_a_json_object(client, svc,
     )
     assert refresh.status_code == 200
     assert refresh.json["accessToken"] != reply.json["accessToken"]
+
+
+def undeclared(fields: dict[str, str], kind: str) -> bytes:
+    """A login or refresh body as clients send it without a Content-Type: JSON or a form."""
+    return json.dumps(fields).encode() if kind == "json" else urlencode(fields).encode()
+
+
+@pytest.mark.parametrize(("kind", "parses"), [("json", ["json"]), ("form", ["json", "form"])])
+def test_a_login_and_a_refresh_parse_their_body_once(client, svc, monkeypatch, kind, parses):
+    """The login limit's key (the appId tried) and the view read one parse of the body (a form
+    is tried as JSON first)."""
+    from devcmd.domain import auth
+
+    auth.create_application(svc, app_id="app-z", secret="z")
+    seen: list[str] = []
+    loads, parse_qsl = schemas.orjson.loads, schemas.parse_qsl
+
+    def json_parse(raw):
+        seen.append("json")
+        return loads(raw)
+
+    def form_parse(text, **kwargs):
+        seen.append("form")
+        return parse_qsl(text, **kwargs)
+
+    parser = SimpleNamespace(loads=json_parse, JSONDecodeError=orjson.JSONDecodeError)
+    monkeypatch.setattr(schemas, "orjson", parser)
+    monkeypatch.setattr(schemas, "parse_qsl", form_parse)
+    login = {"appId": "app-z", "secret": "z"}
+    reply = client.post(LOGIN, data=undeclared(login, kind))
+    assert (reply.status_code, seen) == (200, parses)
+    seen.clear()
+    body = undeclared(login | {"refreshToken": reply.json["refreshToken"]}, kind)
+    reply = client.post("/iocm/app/sec/v1.1.0/refreshToken", data=body)
+    assert (reply.status_code, seen) == (200, parses)
 
 
 @pytest.mark.parametrize("body", [b"appId=app-z", b"[1, 2]", b"\xff\xfe", b""])
