@@ -6,28 +6,42 @@ Linux only (prctl); elsewhere these are no-ops and `devcmd run`'s own stop is th
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
     """Ask the kernel to send `sig` to this process when the thread that forked it ends (the
-    parent died, even by SIGKILL). Kept across exec, so a launcher can call it before exec."""
+    parent died, even by SIGKILL). Kept across exec, so a launcher can call it before exec.
+
+    `parent` is the pid of the process that forked this one, read before the fork: if it is no
+    longer this process's parent once the request is in place, it died before, and nobody will
+    send `sig`, so this process sends it to itself. (Without `parent`, only an adoption by init
+    is noticed; under a child subreaper, such as a container's init or a service manager, an
+    orphan's parent is that subreaper instead.)"""
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() == 1:  # the parent died before the call: nobody will signal us
+    orphaned = os.getppid() == 1 if parent is None else os.getppid() != parent
+    if orphaned:  # the parent died before the request was in place: nobody will send `sig`
         os.kill(os.getpid(), sig)
+
+
+def dies_with_this_process(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A `preexec_fn` for a child of this process that makes it die with this process."""
+    return functools.partial(die_with_parent, sig, os.getpid())
 
 
 def exit_within(seconds: float, exitcode: int = 1) -> threading.Timer:
@@ -35,8 +49,15 @@ def exit_within(seconds: float, exitcode: int = 1) -> threading.Timer:
     orderly shutdown has not finished by then (e.g. it waits for a broker that is down)."""
 
     def _force() -> None:
-        log.error("shutdown did not finish within %.0f s: exiting now", seconds)
-        logging.shutdown()
+        # The last line is written from a thread of its own: a log handler's lock held by a
+        # stuck thread (or a pipe nobody reads) must not hold up the exit.
+        last = threading.Thread(
+            target=log.error,
+            args=("shutdown did not finish within %.0f s: exiting now", seconds),
+            daemon=True,
+        )
+        last.start()
+        last.join(1.0)
         os._exit(exitcode)
 
     timer = threading.Timer(seconds, _force)
