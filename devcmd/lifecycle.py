@@ -5,6 +5,7 @@ Linux only (prctl); elsewhere these are no-ops and `devcmd run`'s own stop is th
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
@@ -46,24 +47,50 @@ def dies_with_this_process(sig: int = signal.SIGTERM) -> Callable[[], None]:
 
 def exit_within(seconds: float, exitcode: int = 1) -> threading.Timer:
     """Guarantee this process ends `seconds` from now: a daemon timer that exits hard if the
-    orderly shutdown has not finished by then (e.g. it waits for a broker that is down)."""
-
-    def _force() -> None:
-        # The last line is written from a thread of its own: a log handler's lock held by a
-        # stuck thread (or a pipe nobody reads) must not hold up the exit.
-        last = threading.Thread(
-            target=log.error,
-            args=("shutdown did not finish within %.0f s: exiting now", seconds),
-            daemon=True,
-        )
-        last.start()
-        last.join(1.0)
-        os._exit(exitcode)
-
-    timer = threading.Timer(seconds, _force)
+    orderly shutdown has not finished by then (e.g. it waits for a broker that is down). Not
+    from a signal handler: see `Deadline`."""
+    timer = threading.Timer(seconds, _exit_now, args=(seconds, exitcode))
     timer.daemon = True
     timer.start()
     return timer
+
+
+class Deadline:
+    """A hard exit `seconds` after `start()`, whatever the orderly stop waits for, for a stop
+    begun in a signal handler. The thread that exits waits from the moment the deadline is
+    made, and `start()` only writes a byte to a pipe: it takes no lock and starts no thread (a
+    thread started from a handler can deadlock on a lock of the threading module that the
+    interrupted main thread holds), so it never hangs, however often it is called."""
+
+    def __init__(self, seconds: float, exitcode: int = 1) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        waiting = threading.Thread(
+            target=self._wait, args=(seconds, exitcode), name="stop-deadline", daemon=True
+        )
+        waiting.start()
+
+    def start(self) -> None:
+        with contextlib.suppress(OSError):  # a full pipe: started long ago
+            os.write(self._write, b"!")
+
+    def _wait(self, seconds: float, exitcode: int) -> None:
+        os.read(self._read, 1)
+        time.sleep(seconds)
+        _exit_now(seconds, exitcode)
+
+
+def _exit_now(seconds: float, exitcode: int) -> None:
+    # The last line is written from a thread of its own: a log handler's lock held by a stuck
+    # thread (or a pipe nobody reads) must not hold up the exit.
+    last = threading.Thread(
+        target=log.error,
+        args=("shutdown did not finish within %.0f s: exiting now", seconds),
+        daemon=True,
+    )
+    last.start()
+    last.join(1.0)
+    os._exit(exitcode)
 
 
 def stop_when_orphaned(seconds: float, poll: float = 0.5) -> threading.Thread | None:
@@ -79,8 +106,8 @@ def stop_when_orphaned(seconds: float, poll: float = 0.5) -> threading.Thread | 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll)
+        exit_within(seconds)  # first: the log line below may wait for a stuck handler
         log.warning("parent process %d is gone: stopping", parent)
-        exit_within(seconds)
         os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=watch, name="orphan-watch", daemon=True)

@@ -102,3 +102,36 @@ def test_a_stop_that_times_out_exits_even_when_logging_is_stuck() -> None:
     ended = subprocess.run([sys.executable, "-c", STUCK_LOG], capture_output=True, timeout=30)
     assert ended.returncode == 3
     assert time.monotonic() - started < 20  # far below the 60 s sleeps, whatever the load
+
+
+# A worker's stop as Celery runs it: a SIGTERM handler that starts the deadline and then waits
+# for an orderly stop that never ends (a second SIGTERM comes while it waits).
+STUCK_STOP = """
+import signal, time
+from devcmd import lifecycle
+deadline = lifecycle.Deadline(0.5, exitcode=4)
+def stop(*_):
+    deadline.start()
+    time.sleep(60)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_deadline_started_in_a_signal_handler_ends_a_stop_that_hangs() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", STUCK_STOP], stdout=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout.readline().strip() == "ready"
+            time.sleep(1.0)
+            assert process.poll() is None  # the deadline runs from start(), not from its making
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 4
+            assert time.monotonic() - started < 20  # far below the handler's 60 s
+        finally:
+            process.kill()
