@@ -39,7 +39,7 @@ def redis_url(config: Config, supervise: bool = False) -> Iterator[str]:
     if config.redis_url:
         yield config.redis_url
         return
-    guard = lifecycle.die_with_parent if supervise else None
+    guard = lifecycle.dies_with_this_process() if supervise else None
     server = RedisServer(config.home / "redis", config.embedded_redis_port, preexec_fn=guard)
     if server.is_up():
         # Another `devcmd run` (or admin command) owns it; it also stops it.

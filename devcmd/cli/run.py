@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import shlex
 import shutil
@@ -158,9 +159,9 @@ class DiesWithRun(honcho.process.Process):
     within WORKER_STOP_TIMEOUT)."""
 
     def run(self, events=None, ignore_signals=False) -> None:
-        lifecycle.die_with_parent(signal.SIGKILL)
+        lifecycle.die_with_parent(signal.SIGKILL, multiprocessing.parent_process().pid)
         self._child_ctor = functools.partial(
-            honcho.process.Popen, preexec_fn=lifecycle.die_with_parent
+            honcho.process.Popen, preexec_fn=lifecycle.dies_with_this_process()
         )
         super().run(events, ignore_signals)
 

@@ -120,10 +120,12 @@ def report(processes: list[Process]) -> str:
 
 
 def wait_ready(
-    base_url: str, processes: list[Process], timeout: float = 30.0, path: str = "/readyz"
+    base_url: str, processes: list[Process], timeout: float = 60.0, path: str = "/readyz"
 ) -> None:
     """Poll `GET /readyz` until 200 (Redis, broker, a worker heartbeat, queues under their
     limits); fail with the logs. `path="/healthz"` waits only for the web process to answer.
+    The timeout is for a loaded 2-core machine starting gunicorn, a worker and beat at once (a
+    worker takes a few seconds idle); a dead process fails at once anyway.
     """
     deadline = time.monotonic() + timeout
     last = "no answer"

@@ -61,7 +61,11 @@ CREATE_CHUNK = 1000
 RECOVERY_TIMEOUT = 40.0  # beat's resume job runs every 15 s
 TASK_TIMEOUT = 60.0
 CALLBACK_TIMEOUT = 90.0
-CALLBACK_QUIET = 15.0  # stop waiting once no callback came for this long
+# Stop waiting once no callback came for this long: longer than the two ways a callback lost
+# with the worker comes back, its lease (callback_lease_seconds above) and beat's drain of the
+# outboxes (every 30 s). Only a failing run waits it out; a passing one returns at its last
+# callback.
+CALLBACK_QUIET = 45.0
 SETTLE = 2.0  # seconds to keep listening after the last expected callback, to catch duplicates
 # Sent but not recorded when the worker died: the delivery tasks each pool process was running.
 MAX_DUPLICATES = POOL * min(

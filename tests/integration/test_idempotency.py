@@ -145,9 +145,9 @@ def enos_invoke(client, headers, device_id, key):
     )
 
 
-def concurrently(call, count: int, ended: list | None = None) -> list:
-    """`count` calls at once, the first one slightly ahead; `ended` gets (index, time) as each
-    call returns."""
+def concurrently(call, count: int, held, ended: list | None = None) -> list:
+    """`count` calls at once, the others once the first holds the key (`held()` is true);
+    `ended` gets the index of each call as it returns."""
     replies: list = [None] * count
     ended = [] if ended is None else ended
 
@@ -157,7 +157,10 @@ def concurrently(call, count: int, ended: list | None = None) -> list:
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     threads[0].start()
-    time.sleep(0.2)  # the first holds the key before the others arrive
+    deadline = time.monotonic() + 30
+    while not held():
+        assert time.monotonic() < deadline, "the first call never took the key"
+        time.sleep(0.01)
     for thread in threads[1:]:
         thread.start()
     for thread in threads:
@@ -165,10 +168,17 @@ def concurrently(call, count: int, ended: list | None = None) -> list:
     return replies
 
 
+def holding(svc, key: str):
+    """Whether a request holds (or held) the idempotency key `key` of app-a."""
+    return lambda: svc.redis.exists(svc.idempotency.record_key("app-a", key))
+
+
 def test_a_request_in_flight_is_waited_for_and_its_answer_shared(svc, app_id, headers, device_id):
     svc.config = svc.config.with_(enos_invoke_wait=1.0, idempotency_wait=5.0)
     client = create_app(services=svc).test_client()
-    replies = concurrently(lambda: enos_invoke(client, headers, device_id, "inv-1"), 3)
+    replies = concurrently(
+        lambda: enos_invoke(client, headers, device_id, "inv-1"), 3, holding(svc, "inv-1")
+    )
     assert [r.json["code"] for r in replies] == [0, 0, 0]
     assert len({r.json["data"]["commandId"] for r in replies}) == 1
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in replies) == 2
@@ -179,7 +189,9 @@ def test_a_request_in_flight_too_long_gets_409_with_retry_after(svc, app_id, hea
     svc.config = svc.config.with_(enos_invoke_wait=1.5, idempotency_wait=0.2)
     client = create_app(services=svc).test_client()
     order: list[int] = []
-    first, second = concurrently(lambda: enos_invoke(client, headers, device_id, "inv-2"), 2, order)
+    first, second = concurrently(
+        lambda: enos_invoke(client, headers, device_id, "inv-2"), 2, holding(svc, "inv-2"), order
+    )
     assert first.json["code"] == 0
     assert second.json["code"] == 99425  # EnOS: HTTP 200, the outcome in `code`
     assert int(second.headers["Retry-After"]) >= 1

@@ -364,12 +364,14 @@ def test_a_delivery_lost_with_its_worker_is_sent_again_when_its_lease_ends(
     """Flush leases every record it hands to a delivery task; if that task never runs (its
     worker was SIGKILLed), retry_due sends them once the lease ends, and a settled record
     leaves the due set."""
-    svc.config = svc.config.with_(callback_lease_seconds=0.2)
+    # Long enough that the checks of a lease not yet ended come before its end on a loaded machine.
+    lease = 2.0
+    svc.config = svc.config.with_(callback_lease_seconds=lease)
     ids = cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 3)
     lost = queued_refs(svc)  # published, never run: the worker died with it
     assert sorted(ref[2] for ref in lost) == sorted(f"msg_{cid}_CANCELED" for cid in ids)
     assert notifications.retry_due(svc) == 0  # leased, not yet due
-    time.sleep(0.3)
+    time.sleep(lease + 0.1)
     assert notifications.retry_due(svc) == 3
     assert notifications.retry_due(svc) == 0  # claimed once, leased again
     assert delivery.deliver(svc, sender, queued_refs(svc)[len(lost) :])["delivered"] == 3

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from devcmd import errors
 from devcmd.config import Config
@@ -147,6 +148,16 @@ def test_deleting_a_device_cancels_its_commands_in_the_background(svc, app_id, d
     assert revocations.query(svc, app_id, {"start": 0, "end": 2**53}, 0, 10) == (0, [])
 
 
+def wait_aof_written(port: int, timeout: float = 10.0) -> None:
+    """Wait until the server has written everything it acknowledged to its AOF file (a SIGKILL
+    loses nothing written; with appendfsync everysec a busy disk may hold writes back 2 s)."""
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + timeout
+    while client.info("persistence").get("aof_buffer_length", 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.close()
+
+
 def test_a_task_survives_a_redis_crash(tmp_path):
     """Guarantee 4 with AOF: kill -9 Redis after the 201, restart it, and the sweep completes."""
     server = RedisServer(tmp_path / "redis", free_port()).start()
@@ -156,7 +167,7 @@ def test_a_task_survives_a_redis_crash(tmp_path):
         device_id = devices.register(svc, "crash", "n", None, None)["deviceId"]
         scoped = queue(svc, "crash", device_id, 25)
         task_id = revocations.open_task(svc, "crash", device_id)["taskId"]
-        time.sleep(1.5)  # appendfsync everysec: what was acknowledged a second ago is on disk
+        wait_aof_written(server.port)
         server.kill()
         server.start()
         svc.redis.connection_pool.disconnect()

@@ -130,6 +130,16 @@ def wait_gone(processes: list[psutil.Process], timeout: float = 10.0) -> list[ps
     return alive(processes)
 
 
+def worker_main_pids(processes: list[psutil.Process]) -> set[int]:
+    """The Celery workers' main processes among `processes` (those with pool children)."""
+    found = set()
+    for process in processes:
+        with suppress(psutil.NoSuchProcess):
+            if "workers worker" in " ".join(process.cmdline()) and process.children():
+                found.add(process.pid)
+    return found
+
+
 def command_lines(processes: list[psutil.Process]) -> list[str]:
     lines = []
     for process in processes:
@@ -184,15 +194,20 @@ def test_run_serves_logs_per_process_and_stops_everything_on_ctrl_c(env, home) -
     port = int(env["PORT"])
     with running([str(BIN / "devcmd"), "run"], env) as (run, seen):
         run.wait_ready(port)
-        seen.extend(run.descendants())
         metrics_dirs = list(home.glob("metrics-*"))
         assert len(metrics_dirs) == 1, run.output
         # Web and workers share the directory: both Celery workers have their files there.
-        pids = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dirs[0].glob("*.db")}
-        workers = [p for p in seen if "workers worker" in " ".join(p.cmdline())]
-        worker_pids = {p.pid for p in workers if p.children()}  # not their pool children
-        assert len(worker_pids) == 2
-        assert worker_pids <= pids
+        # /readyz needs one worker: the other may still be starting its pool.
+        deadline = time.monotonic() + HEALTHY_WITHIN
+        while True:
+            seen[:] = run.descendants()
+            pids = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dirs[0].glob("*.db")}
+            worker_pids = worker_main_pids(seen)
+            if (len(worker_pids) == 2 and worker_pids <= pids) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(worker_pids) == 2, run.output
+        assert worker_pids <= pids, (worker_pids, pids)
         # /readyz needs one worker; the second may beat a moment later.
         deadline = time.monotonic() + 15
         scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)

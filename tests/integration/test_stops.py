@@ -30,6 +30,11 @@ pytestmark = [
 ]
 
 STOP_TIMEOUT = 3.0  # WORKER_STOP_TIMEOUT of these tests
+# A pool child whose worker is gone may wait a second after saying so before it exits
+# (billiard's Worker._do_exit); the rest of a stop's bound (it took 3.1 s here, idle) is room
+# for a loaded machine.
+CHILD_EXIT = 1.0
+STOP_WITHIN = STOP_TIMEOUT + CHILD_EXIT + 1.5
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -109,8 +114,9 @@ def test_a_worker_without_its_broker_stops_within_the_stop_timeout(tmp_path, fau
         worker.send_signal(signal.SIGTERM)
         left = wait_gone(tree, 3 * STOP_TIMEOUT)
         took = time.monotonic() - started
-        assert left == [], (tmp_path / "worker.log").read_text()[-3000:]
-        assert took < 1.5 * STOP_TIMEOUT, took
+        assert left == [], ([_describe(pid) for pid in left], log_tail(tmp_path))
+        # Below 2 * STOP_TIMEOUT: the timeout bounds the stop.
+        assert took < STOP_WITHIN, (took, log_tail(tmp_path))
     finally:
         kill_all(still_running(tree))
         worker.wait(10)
@@ -163,7 +169,7 @@ def test_devcmd_run_restarts_its_redis_and_leaves_nothing_when_killed(env) -> No
             assert len(everything) >= 8  # runners, web, workers, beat, pool children, Redis
             os.kill(run.proc.pid, signal.SIGKILL)
             left = wait_gone(everything, 6 * STOP_TIMEOUT)
-            assert left == [], [_cmd(pid) for pid in left]
+            assert left == [], [_describe(pid) for pid in left]
         finally:
             kill_all(still_running(descendants(run.proc.pid) | tree))
 
@@ -173,3 +179,24 @@ def _cmd(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
     except (FileNotFoundError, ProcessLookupError):
         return ""
+
+
+def log_tail(tmp_path: Path) -> str:
+    return (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+
+
+def _describe(pid: int) -> str:
+    """A leftover process, told apart from its look-alikes (a worker and its pool children share
+    a command line): its parent, state, blocked and pending signals, and where each thread
+    waits, so that a failure says why the process outlived its stop."""
+    fields = ("PPid", "State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        threads = [
+            f"{task.name}:{(task / 'comm').read_text().strip()}@{(task / 'wchan').read_text()}"
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        ]
+    except (FileNotFoundError, ProcessLookupError):
+        return f"{pid} (gone meanwhile) {_cmd(pid)}"
+    found = [line.replace("\t", " ") for line in status if line.split(":")[0] in fields]
+    return f"{pid} {_cmd(pid)} | {'; '.join(found)} | threads {' '.join(threads)}"
