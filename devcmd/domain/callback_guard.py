@@ -67,7 +67,8 @@ def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_
         raise Refused("metadata addresses are not allowed")
     if address.is_link_local or address.is_multicast or address.is_unspecified:
         raise Refused("link-local, multicast and unspecified addresses are not allowed")
-    if address.is_reserved:
+    # Python counts ::1 as reserved (it lies in ::/8): loopback is judged below, as 127/8 is.
+    if address.is_reserved and not address.is_loopback:
         raise Refused("reserved addresses are not allowed")
     carrier_nat = address.version == 4 and address in CARRIER_NAT
     if (address.is_private or address.is_loopback or carrier_nat) and not allow_private:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 import pytest
 
-from devcmd.domain import notifications
+from devcmd.domain import callback_guard, notifications
 from tests.unit.conftest import login_headers
 
 CMDS = "/iocm/app/cmd/v1.4.0/deviceCommands"
@@ -45,8 +48,23 @@ def test_forbidden_targets_are_refused_at_creation(client, svc, headers, device_
 def test_private_targets_are_allowed_when_configured(client, svc, headers, device_id):
     svc.config = svc.config.with_(callback_allow_private=True)
     assert create(client, headers, device_id, "http://127.0.0.1:9999/cb").status_code == 201
+    assert create(client, headers, device_id, "http://[::1]:9999/cb").status_code == 201
     metadata = create(client, headers, device_id, "http://169.254.169.254/")
     assert metadata.status_code == 400
+
+
+def test_localhost_resolving_to_ipv6_loopback_is_private_not_reserved(monkeypatch):
+    """Where /etc/hosts maps localhost to ::1 too (macOS, many Linux hosts), a callback to
+    http://localhost:... is sent when private targets are allowed, refused as loopback when not;
+    ::/8's other addresses stay refused as reserved."""
+    answer = [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 8080, 0, 0))]
+    answer.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 8080)))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: answer)
+    callback_guard.check_resolved("http://localhost:8080/cb", allow_private=True)
+    with pytest.raises(callback_guard.Refused, match="loopback"):
+        callback_guard.check_resolved("http://localhost:8080/cb", allow_private=False)
+    with pytest.raises(callback_guard.Refused, match="reserved"):
+        callback_guard.check_address(ipaddress.ip_address("::2"), allow_private=True)
 
 
 def test_public_targets_are_accepted(client, svc, headers, device_id):
