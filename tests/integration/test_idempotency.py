@@ -12,7 +12,8 @@ import time
 import pytest
 
 from app import create_app
-from devcmd.domain import auth, commands
+from devcmd.clock import now_ms
+from devcmd.domain import auth, commands, idempotency
 from devcmd.store import keys
 from tests.integration.test_backpressure import snapshot
 
@@ -245,3 +246,20 @@ def test_a_crash_between_the_effect_and_its_answer_never_makes_a_second_command(
     assert retried.json["status"] == "PENDING"
     assert commands_of(svc, app_id) == [created]
     assert create(client, headers, device_id, "crash-1").data == retried.data
+
+
+@pytest.mark.parametrize(("lease", "wait", "held_ms"), [(1.0, 4.0, 8000), (30.0, 4.0, 30000)])
+def test_a_key_is_held_at_least_twice_as_long_as_an_enos_invoke_may_wait(
+    svc, app_id, lease, wait, held_ms
+):
+    """An EnOS invokeService waits up to ENOS_INVOKE_WAIT for the device's answer while it holds
+    its key: the key's lease is IDEMPOTENCY_LEASE, but never under twice that wait, so a retry
+    cannot take the key from an attempt still waiting."""
+    svc.config = svc.config.with_(idempotency_lease=lease, enos_invoke_wait=wait)
+    before = now_ms()
+    with idempotency.attempt(svc, app_id, f"lease-{lease}", "fingerprint") as attempt:
+        assert attempt.seed
+        lease_until = int(
+            svc.redis.hget(svc.idempotency.record_key(app_id, f"lease-{lease}"), "lease")
+        )
+        assert held_ms <= lease_until - before <= held_ms + 2000
