@@ -6,7 +6,7 @@ from functools import cache
 from urllib.parse import parse_qsl
 
 import orjson
-from flask import g, request
+from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
@@ -16,6 +16,7 @@ MAX_ID = 64
 # EnOS names (assetId, productKey, deviceKey): no `/`, which joins productKey and deviceKey.
 ENOS_NAME = r"^[A-Za-z0-9_.:@\-]{1,64}$"
 PARSED_BODY = "devcmd.form_or_json"  # the WSGI environ key of a login or refresh body, parsed
+PARSED_QUERY = "devcmd.query_args"  # ... and of the query strings parsed, per schema
 
 
 class StrictInteger(fields.Integer):
@@ -171,7 +172,7 @@ def optional_json_body(kind: type[Schema]) -> dict:
 def query_args(kind: type[Schema]) -> dict:
     """The query string parsed with the schema `kind`, once per request (a read sent along with
     admission and the view then share it: same defaults, such as a window ending now)."""
-    parsed = g.setdefault("query_args", {})
+    parsed = request.environ.setdefault(PARSED_QUERY, {})  # the request's own (see PARSED_BODY)
     if kind not in parsed:
         parsed[kind] = schema(kind).load(request.args.to_dict())
     return parsed[kind]

@@ -253,3 +253,17 @@ def test_task_answer_is_what_its_documented_schema_dumps(client, svc, headers, d
     partial = finished | {"status": "PART_SUCCESS", "reason": "1 command(s) ...", "extra": "x"}
     assert task_answer(partial) == TaskAnswer().dump(partial)
     assert list(task_answer(partial)) == list(TaskAnswer().dump(partial))  # the same order
+
+
+def test_each_request_parses_its_own_query_inside_an_outer_app_context(client, headers, device_id):
+    """The query is parsed once per request and kept with the request, not in `g`, which an
+    outer application context shares between requests."""
+    pages = []
+    with client.application.app_context():
+        for size in (1, 2, 3):
+            query = {"deviceId": device_id, "pageSize": size}
+            reply = client.get(
+                "/iocm/app/cmd/v1.4.0/deviceCommands", query_string=query, headers=headers
+            )
+            pages.append(reply.json["pagination"]["pageSize"])
+    assert pages == [1, 2, 3]
