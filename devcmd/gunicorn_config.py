@@ -64,12 +64,17 @@ def on_starting(server) -> None:
 
 
 def child_exit(server, worker) -> None:
-    """A dead worker's live gauges leave the scrape; its counters keep counting."""
+    """A dead worker's live gauges leave the scrape; its counters keep counting, folded into
+    the directory's archive files (devcmd.metrics_files) so recycled workers' files do not pile
+    up."""
     # Imported here, after on_starting: a module the master imports before the directory is in
     # the environment would hand its forked workers single-process metrics.
     from prometheus_client import multiprocess
 
+    from devcmd import metrics_files
+
     multiprocess.mark_process_dead(worker.pid)
+    metrics_files.fold(worker.pid, os.environ[_METRICS_DIR])
 
 
 def on_exit(server) -> None:

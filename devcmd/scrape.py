@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from redis import RedisError
 
+from devcmd import metrics_files
 from devcmd.domain import health
 from devcmd.services import Services
 
@@ -21,7 +21,7 @@ def exposition(svc: Services) -> bytes:
     if configured, else this process) plus the service gauges read from Redis now."""
     registry = CollectorRegistry()
     if svc.config.prometheus_multiproc_dir:
-        MultiProcessCollector(registry, path=svc.config.prometheus_multiproc_dir)
+        metrics_files.Collector(registry, path=svc.config.prometheus_multiproc_dir)
     else:
         registry.register(_ThisProcess())
     registry.register(BacklogCollector(svc))

@@ -9,7 +9,7 @@ import os
 from celery.signals import setup_logging, worker_init, worker_process_shutdown
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
-from devcmd import logs
+from devcmd import logs, metrics_files
 from devcmd.config import Config
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,13 @@ def _configure_logging(loglevel: int | None = None, **_: object) -> None:
 
 @worker_process_shutdown.connect
 def _mark_dead(pid: int | None = None, **_: object) -> None:
-    if Config.from_env().prometheus_multiproc_dir:
-        multiprocess.mark_process_dead(pid or os.getpid())
+    """A pool child going away: its live gauges leave, its counts are folded into the
+    directory's archive files (devcmd.metrics_files), so replaced children's files do not pile
+    up."""
+    path = Config.from_env().prometheus_multiproc_dir
+    if path:
+        multiprocess.mark_process_dead(pid or os.getpid(), path)
+        metrics_files.fold(pid or os.getpid(), path)
 
 
 @worker_init.connect
@@ -39,6 +44,6 @@ def _serve_metrics(**_: object) -> None:
         log.error("WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR; not serving metrics")
         return
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=config.prometheus_multiproc_dir)
+    metrics_files.Collector(registry, path=config.prometheus_multiproc_dir)
     start_http_server(config.worker_metrics_port, addr=config.host, registry=registry)
     log.info("serving metrics on %s:%d", config.host, config.worker_metrics_port)
