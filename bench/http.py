@@ -239,8 +239,11 @@ def prepare(svc: Services) -> Fixture:
 
 
 @contextmanager
-def web(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[tuple[str, int]]:
-    """gunicorn as `devcmd run` starts it, run from `app_dir`; yields its base URL and pid."""
+def web(
+    redis_url: str, app_dir: Path, log_path: Path, more_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """gunicorn as `devcmd run` starts it, run from `app_dir`, with `more_env` on top of its
+    environment; yields its base URL and pid."""
     port = free_port()
     config = Config().with_(port=port, redis_url=redis_url)
     env = {
@@ -252,6 +255,7 @@ def web(redis_url: str, app_dir: Path, log_path: Path) -> Iterator[tuple[str, in
         "REVOCATION_QUEUE_LIMIT": "10000000",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn_config makes a fresh one
+    env.update(more_env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             process_commands(config)["web"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,10 +17,8 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import http
 from devcmd import metrics_files
-from devcmd.cli.run import process_commands
-from devcmd.config import Config
-from devcmd.embedded import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -107,39 +104,16 @@ def test_gunicorn_workers_recycled_every_few_requests_leave_no_files(tmp_path, r
     """gunicorn as `devcmd run` starts it, its workers recycled every 10 requests: after 120
     requests only the live workers' files and the archives are left, and the scrape counts
     every request."""
-    port = free_port()
-    config = Config().with_(port=port, redis_url=redis_url)
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "PORT": str(port),
+    more_env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "GUNICORN_CMD_ARGS": "--max-requests 10 --max-requests-jitter 0",
     }
-    with (tmp_path / "web.log").open("wb") as log:
-        web = subprocess.Popen(
-            process_commands(config)["web"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert web.poll() is None
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
-        for _ in range(119):  # 120 with the first: each worker recycled several times
+    with http.web(redis_url, http.REPO, tmp_path / "web.log", more_env) as (base, pid):
+        for _ in range(119):  # 120 with web()'s first: each worker recycled several times
             assert requests.get(f"{base}/healthz", timeout=10).ok
         deadline = time.monotonic() + 30
         while True:  # the master folds a worker's files once it has exited
-            children = Path(f"/proc/{web.pid}/task/{web.pid}/children").read_text().split()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             files = db_files(tmp_path)
             owners = [f.rsplit("_", 1)[-1].removesuffix(".db") for f in files]
             left = [
@@ -151,10 +125,6 @@ def test_gunicorn_workers_recycled_every_few_requests_leave_no_files(tmp_path, r
         assert left == []
         assert "counter_archive.db" in files
         text = requests.get(f"{base}/metrics", timeout=10).text
-    finally:
-        if web.poll() is None:
-            os.killpg(web.pid, signal.SIGTERM)
-            web.wait(30)
     counted = {
         s.labels["route"]: s.value
         for family in text_string_to_metric_families(text)
