@@ -10,6 +10,11 @@ by `wrk` (Debian package `wrk`) with 2 threads and 16 keep-alive connections. `w
 time is measured too: on a 2-core machine the load generator competes with the server, and a
 generator that used most of its threads' time would be the limit, not the server.
 
+Beside the calls it measures a reference, `one Redis round trip`: the same application with one
+route added (written to a temporary module, `REFERENCE_SOURCE`) that answers as `/healthz` does
+after one PING on the web process's own Redis pool. Its ratio is the floor every call that asks
+Redis anything sits under on this machine, whatever the application does around it.
+
 `--baseline DIR` also measures another checkout (e.g. a `git worktree` of an older commit, run
 with this interpreter) in the same run: both stacks are started first and take turns round by
 round, so old and new compare on the same machine in the same minutes (on the development VM
@@ -122,6 +127,29 @@ def endpoints(f: Fixture) -> list[Endpoint]:
 
 
 BARE = Endpoint("bare /healthz", "GET", "/healthz", headers="none", kind="bare")
+# The floor under every call that asks Redis anything: the bare endpoint's answer after one PING
+# on the web process's own Redis pool, through the same gunicorn, hooks, metrics and access log.
+# Its ratio is the most a call needing one round trip can reach, however little else it does.
+REFERENCE = Endpoint(
+    "one Redis round trip (reference)", "GET", "/bench/redis-ping", headers="none", kind="floor"
+)
+REFERENCE_MODULE = "devcmd_bench_reference"
+REFERENCE_SOURCE = '''"""The application `devcmd run` serves, plus bench.http's reference route."""
+from flask import current_app
+
+from app import create_app as _create_app
+
+
+def create_app():
+    app = _create_app()
+
+    @app.get("/bench/redis-ping")
+    def redis_ping():
+        current_app.extensions["devcmd"].redis.ping()
+        return {"status": "ok", "checks": {"web": {"ok": True}}}
+
+    return app
+'''
 
 
 def lua_script(endpoint: Endpoint, f: Fixture) -> str:
@@ -240,12 +268,18 @@ def prepare(svc: Services) -> Fixture:
 
 @contextmanager
 def web(
-    redis_url: str, app_dir: Path, log_path: Path, more_env: dict[str, str] | None = None
+    redis_url: str,
+    app_dir: Path,
+    log_path: Path,
+    more_env: dict[str, str] | None = None,
+    reference_in: Path | None = None,
 ) -> Iterator[tuple[str, int]]:
     """gunicorn as `devcmd run` starts it, run from `app_dir`, with `more_env` on top of its
-    environment; yields its base URL and pid."""
+    environment; yields its base URL and pid. With `reference_in` (a directory), it serves the
+    same application with the `REFERENCE` route added, from a module written there."""
     port = free_port()
     config = Config().with_(port=port, redis_url=redis_url)
+    command = process_commands(config)["web"]
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -256,9 +290,17 @@ def web(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn_config makes a fresh one
     env.update(more_env or {})
+    if reference_in is not None:
+        (reference_in / f"{REFERENCE_MODULE}.py").write_text(REFERENCE_SOURCE)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(reference_in), env.get("PYTHONPATH")])
+        )
+        command = [
+            f"{REFERENCE_MODULE}:create_app()" if a == "app:create_app()" else a for a in command
+        ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            process_commands(config)["web"],
+            command,
             cwd=app_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -312,12 +354,13 @@ def stack(app_dir: Path, workdir: Path) -> Iterator[Callable[[int], Round]]:
             fixture = prepare(svc)
         finally:
             svc.close()
-        calls = endpoints(fixture)
+        calls = [REFERENCE, *endpoints(fixture)]
         scripts = {}
         for endpoint in [BARE, *calls]:
             scripts[endpoint.name] = workdir / f"{app_dir.name}-call{len(scripts)}.lua"
             scripts[endpoint.name].write_text(lua_script(endpoint, fixture))
-        with web(server.url, app_dir, workdir / f"web-{app_dir.name}.log") as (base, pid):
+        log = workdir / f"web-{app_dir.name}.log"
+        with web(server.url, app_dir, log, reference_in=workdir) as (base, pid):
             pids = [pid, server.process.pid]
 
             def wrk(endpoint: Endpoint, seconds: int) -> Result:
@@ -454,8 +497,14 @@ def main() -> None:
         old = rest[0] if rest else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    kinds = {e.name: e.kind for e in [BARE, *endpoints(Fixture("", "", "", "", "", ""))]}
+    kinds = {e.name: e.kind for e in [BARE, REFERENCE, *endpoints(Fixture(*[""] * 6))]}
     met = report("devcmd HTTP benchmark (ratios to bare /healthz, one run)", new, old, kinds)
+    floor, floor_ratio = new[REFERENCE.name]
+    console.print(
+        f"floor: one Redis round trip and nothing else answers at {floor_ratio:.2f} of the bare"
+        f" endpoint (CPU ratio {new[BARE.name][0].server_us / floor.server_us:.2f}): no call"
+        " that asks Redis at least once can do better on this machine"
+    )
     if args.json:
         figures = {"new": {n: [r.__dict__, q] for n, (r, q) in new.items()}}
         if old:
