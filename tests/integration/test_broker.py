@@ -41,8 +41,13 @@ def last_message(client: redis.Redis, queue: str) -> dict:
             (DELIVER, [[["app", "dev", "n1"]]]),
             "callbacks",
         ),
+        (  # arguments whose repr is longer than Celery's argsrepr_maxsize: shortened as it does
+            lambda b: b.deliver([["app", "dev", f"n{n:030}"] for n in range(40)]),
+            (DELIVER, [[["app", "dev", f"n{n:030}"] for n in range(40)]]),
+            "callbacks",
+        ),
     ],
-    ids=["sweep", "flush with countdown", "deliver"],
+    ids=["sweep", "flush with countdown", "deliver", "deliver of many"],
 )
 def test_an_enqueue_puts_the_message_celery_send_task_puts(svc, send, celery_args, queue):
     broker = Broker(svc.broker.celery)
@@ -57,6 +62,15 @@ def test_an_enqueue_puts_the_message_celery_send_task_puts(svc, send, celery_arg
     assert svc.broker_redis.llen(queue) == 2
     other = QUEUE_REVOCATIONS if queue == QUEUE_CALLBACKS else QUEUE_CALLBACKS
     assert svc.broker_redis.llen(other) == 0
+
+
+def test_the_arguments_header_is_their_python_repr(svc):
+    """`argsrepr` (what Flower and the worker's log show) is Python's repr of the arguments:
+    Celery's saferepr would leave a quote or a newline in an id unescaped."""
+    Broker(svc.broker.celery).sweep("app", "it's\na device", "task")
+    headers = last_message(svc.broker_redis, QUEUE_REVOCATIONS)["headers"]
+    assert headers["argsrepr"] == repr(["app", "it's\na device", "task"])
+    assert headers["kwargsrepr"] == "{}"
 
 
 def test_threads_publishing_at_once_each_put_every_message_whole(svc):
