@@ -14,6 +14,13 @@ from redis import exceptions as rx
 
 log = logging.getLogger(__name__)
 
+
+class NotReplicated(rx.RedisError):
+    """Fewer replicas than REDIS_MIN_REPLICAS_ACK confirmed a write in time (devcmd.store.
+    replication): the caller must not be told it succeeded (the storage error answer; a retry
+    with the same Idempotency-Key is safe). The write itself was taken by the master."""
+
+
 # Failures of the connection or of the server's state, never of the command itself:
 # BusyLoadingError (LOADING) and MaxConnectionsError are ConnectionErrors; ClusterError covers
 # CLUSTERDOWN, MASTERDOWN and the "TTL exhausted" of a MOVED storm.
@@ -25,6 +32,7 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     rx.ClusterError,
     rx.TryAgainError,
     OperationalError,  # kombu: the broker refused or dropped the publish
+    NotReplicated,
 )
 # The same states reported inside another error, e.g. a Lua script's `redis.call` refused with
 # OOM on Redis 6.2 surfaces as "ERR Error running script ... -OOM command not allowed ...".

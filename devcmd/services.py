@@ -19,6 +19,7 @@ from devcmd.store.health import HealthStore
 from devcmd.store.idempotency import IdempotencyStore
 from devcmd.store.notifications import NotificationStore, OutboxStore
 from devcmd.store.purge import PurgeStore
+from devcmd.store.replication import Replicas
 from devcmd.store.retention import RetentionStore
 from devcmd.store.revocations import RevocationStore
 from devcmd.store.scripts import Scripts
@@ -115,6 +116,16 @@ class Services:
             self.config.index_buckets,
             min_replicas_ack=self.config.redis_min_replicas_ack,
             replica_ack_timeout_ms=int(self.config.redis_replica_ack_timeout * 1000),
+        )
+
+    @cached_property
+    def replicas(self) -> Replicas:
+        """REDIS_MIN_REPLICAS_ACK for the answers that promise a command's fate (a revocation
+        task's fence waits in its own round trip: RevocationStore)."""
+        return Replicas(
+            self.redis,
+            self.config.redis_min_replicas_ack,
+            int(self.config.redis_replica_ack_timeout * 1000),
         )
 
     @cached_property

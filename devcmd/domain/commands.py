@@ -53,6 +53,7 @@ def create(
     # expireTime 0 means "now or never": the command is offered for a moment, then expires.
     due = now + (expire * 1000 if expire else svc.config.expire_zero_grace_ms)
     created = svc.commands.create(record, due_ms=due, max_pending=svc.config.max_pending_per_device)
+    svc.replicas.hold(keys.device(app_id, device_id))
     if not created:
         return get(svc, app_id, record["commandId"])
     record["status"] = "PENDING"
@@ -141,4 +142,5 @@ def cancel(svc: Services, app_id: str, command_id: str) -> dict:
     if command.get("callbackUrl"):
         with faults.redone_later(f"flush of {command['deviceId']}"):  # drain_dirty redoes it
             svc.broker.flush(app_id, command["deviceId"])
+    svc.replicas.hold(keys.device(app_id, command["deviceId"]))
     return get(svc, app_id, command_id)

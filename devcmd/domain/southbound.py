@@ -12,6 +12,7 @@ from devcmd import errors, faults
 from devcmd.clock import now_ms
 from devcmd.domain import ids
 from devcmd.services import Services
+from devcmd.store import keys
 
 RESULT_CODES = ("SUCCESSFUL", "FAILED")
 
@@ -68,6 +69,9 @@ def fetch(
     notified, sent = svc.southbound.fetch(app_id, device_id, now_ms(), limit, ack_ms, psk_digest)
     if notified:
         _notify(svc, app_id, device_id)
+    if sent:  # not handed to the device unless SENT survives a failover; if not, a 503, and
+        # the commands go out again at their ack timeout (maxRetransmit) or end TIMEOUT
+        svc.replicas.hold(keys.device(app_id, device_id))
     records = svc.commands.load(app_id, ((device_id, command_id) for command_id in sent))
     return [{k: r[k] for k in ("commandId", "serviceId", "method", "paras")} for r in records]
 
@@ -76,6 +80,7 @@ def ack(svc: Services, app_id: str, device_id: str, command_id: str) -> None:
     """SENT -> DELIVERED. Raises CommandNotFound or IllegalTransition."""
     if svc.southbound.ack(app_id, device_id, command_id, now_ms()):
         _notify(svc, app_id, device_id)
+    svc.replicas.hold(keys.device(app_id, device_id))
 
 
 def finish(svc: Services, app_id: str, device_id: str, command_id: str, code: str, detail) -> None:
@@ -85,6 +90,7 @@ def finish(svc: Services, app_id: str, device_id: str, command_id: str, code: st
         app_id, device_id, command_id, now_ms(), code, json.dumps(detail, separators=(",", ":"))
     )
     _flush(svc, app_id, device_id)
+    svc.replicas.hold(keys.device(app_id, device_id))
 
 
 def tick(svc: Services, buckets: Iterable[int] | None = None) -> int:

@@ -5,23 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from redis import Redis, RedisError
+from redis import Redis
 from redis.exceptions import NoScriptError
 
 from devcmd import errors, faults
 from devcmd.store import document as documents
 from devcmd.store import keys, scripts
 from devcmd.store.reads import Read
+from devcmd.store.replication import check_acked
 from devcmd.store.scripts import Scripts, slot_client
 
 TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
 TASK_DEVICE_CACHE_SIZE = 100_000
-
-
-class NotReplicated(RedisError):
-    """Fewer replicas than REDIS_MIN_REPLICAS_ACK confirmed a write in time: the caller must
-    not be told it succeeded (the storage error answer; a retry with the same Idempotency-Key
-    is safe)."""
 
 
 @dataclass(frozen=True)
@@ -221,13 +216,7 @@ class RevocationStore:
 
     def _check_acked(self, acked) -> None:
         """Raises NotReplicated when fewer than REDIS_MIN_REPLICAS_ACK replicas answered WAIT."""
-        if isinstance(acked, Exception):
-            raise acked
-        if int(acked) < self.min_replicas_ack:
-            raise NotReplicated(
-                f"{acked} of {self.min_replicas_ack} replicas acknowledged the task in "
-                f"{self.replica_ack_timeout_ms} ms (REDIS_MIN_REPLICAS_ACK)"
-            )
+        check_acked(acked, self.min_replicas_ack, self.replica_ack_timeout_ms)
 
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
         # The application's index first, then the active index: the reverse of `open`, so a

@@ -17,7 +17,7 @@ from devcmd.domain import auth, commands, devices, revocations, southbound
 from devcmd.embedded_cluster import EmbeddedCluster
 from devcmd.services import Services
 from devcmd.store import keys
-from devcmd.store.revocations import NotReplicated
+from devcmd.store.replication import NotReplicated
 
 pytestmark = pytest.mark.integration
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {}}
@@ -100,8 +100,8 @@ def test_killing_a_devices_master_mid_sweep_keeps_the_task_exact(replicated_clus
 def test_without_the_replicas_asked_for_a_task_is_not_answered(svc, app_id, device_id):
     """REDIS_MIN_REPLICAS_ACK=1 on a server without replicas: opening a task fails with a
     storage error instead of answering as if it were safe."""
+    commands.create(svc, app_id, device_id, COMMAND, {})
     svc.config = svc.config.with_(redis_min_replicas_ack=1, redis_replica_ack_timeout=0.1)
     svc.__dict__.pop("revocations", None)  # built with the new settings
-    commands.create(svc, app_id, device_id, COMMAND, {})
     with pytest.raises(NotReplicated, match="0 of 1 replicas"):
         revocations.open_task(svc, app_id, device_id)

@@ -1,0 +1,56 @@
+"""REDIS_MIN_REPLICAS_ACK: an answer that promises a command's fate waits until that many
+replicas hold the write behind it, so a master that dies right after the answer cannot take the
+write with it (its promoted replica would then tell another fate: a cancelled command handed to
+the device, commands handed out that a revocation then counts as cancelled, a result the device
+was told was taken timing out instead).
+"""
+
+from __future__ import annotations
+
+from redis import Redis, RedisCluster
+
+from devcmd.faults import NotReplicated
+from devcmd.store.scripts import slot_client
+
+__all__ = ["NotReplicated", "Replicas", "check_acked"]
+
+# How long the marker `hold` writes lives: only its place in the replication stream matters.
+MARKER_MS = 1000
+
+
+def check_acked(acked, required: int, timeout_ms: int) -> None:
+    """Raises NotReplicated when WAIT's answer `acked` is under `required` (or an error)."""
+    if isinstance(acked, Exception):
+        raise acked
+    if int(acked) < required:
+        raise NotReplicated(
+            f"{acked} of {required} replicas acknowledged the write in {timeout_ms} ms"
+            " (REDIS_MIN_REPLICAS_ACK)"
+        )
+
+
+class Replicas:
+    """What REDIS_MIN_REPLICAS_ACK asks of the data store's replicas (nothing when 0)."""
+
+    def __init__(self, redis: Redis | RedisCluster, required: int, timeout_ms: int) -> None:
+        self.redis = redis
+        self.required = required
+        self.timeout_ms = timeout_ms
+
+    def hold(self, key: str) -> None:
+        """Return once `required` replicas of the master that owns `key` hold every write that
+        master had taken when this was called; raises NotReplicated if fewer did within the
+        timeout. Call it after the write, before answering for it.
+
+        WAIT counts what replicas took of its own connection's writes, and a pooled connection
+        need not be the one the write went down: so it writes first, down the same connection,
+        a marker in `key`'s slot (gone a second later). The master replicates in the order it
+        executes, so replicas that hold the marker hold every write before it.
+        """
+        if self.required <= 0:
+            return
+        pipe = slot_client(self.redis, key).pipeline(transaction=False)
+        pipe.set(f"{key}:replicated", b"", px=MARKER_MS)
+        pipe.execute_command("WAIT", self.required, self.timeout_ms)
+        _, acked = pipe.execute()
+        check_acked(acked, self.required, self.timeout_ms)
