@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import orjson
 from redis import Redis
 
 from devcmd.store import keys
@@ -19,7 +20,6 @@ from devcmd.store.scripts import Scripts
 # Every status but PENDING sends a notification (`msg_<id>_<STATUS>`).
 STATUSES_NOTIFIED = keys.COMMAND_STATUSES[1:]
 FORGET_STATUSES = ("PENDING", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
-PENDING_NOTIFICATION = '"state":"pending"'  # as orjson writes a record still in delivery
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class RetentionStore:
         return [
             cid
             for n, cid in enumerate(with_url)
-            if any(r and PENDING_NOTIFICATION in r for r in records[n * per : (n + 1) * per])
+            if any(_in_delivery(r) for r in records[n * per : (n + 1) * per])
         ]
 
     def forget_commands(self, app_id: str, device_id: str, due: Due, keep: list[str]) -> int:
@@ -211,6 +211,12 @@ class RetentionStore:
     def trim_failed_notifications(self, bucket: int, cutoff: int) -> int:
         """Drop references to notifications given up before `cutoff` from the re-send index."""
         return self.redis.zremrangebyscore(keys.notifications_failed(bucket), "-inf", cutoff)
+
+
+def _in_delivery(record: str | None) -> bool:
+    """Whether a notification record (NotificationStore's JSON) is still being attempted: its
+    own `state`, never a text search (its `detail` is the device's resultDetail, any JSON)."""
+    return record is not None and orjson.loads(record).get("state") == "pending"
 
 
 def _due(raw: list[str], cutoff: int, most: int) -> Due:
