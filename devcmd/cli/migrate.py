@@ -9,8 +9,7 @@ from rich.progress import Progress
 
 from devcmd.cli.common import redis_url
 from devcmd.config import Config
-from devcmd.domain import retention
-from devcmd.services import Services, redis_client
+from devcmd.services import redis_client
 from devcmd.store import layout, migration
 
 
@@ -27,6 +26,7 @@ def migrate(config: Config) -> None:
     with redis_url(config) as url:
         redis = redis_client(url, config, decode_responses=True)
         try:
+            registered: list[int] = []
             with Progress(console=console, transient=True) as progress:
                 bar = progress.add_task("command documents", total=None)
                 rewritten = migration.migrate(
@@ -34,24 +34,16 @@ def migrate(config: Config) -> None:
                     config.index_buckets,
                     on_keys=lambda total: progress.update(bar, total=total),
                     on_key=lambda _: progress.advance(bar),
+                    on_registered=registered.append,
                 )
-            registered = _register_for_retention(config.with_(redis_url=url))
         except migration.CannotMigrate as exc:
             raise click.ClickException(str(exc)) from exc
         except RedisError as exc:
             raise click.ClickException(f"Redis: {exc}") from exc
         finally:
             redis.close()
+    (devices,) = registered
     click.echo(
         f"key layout {layout.expected(config.index_buckets)}: "
-        f"{rewritten:,} command documents rewritten, {registered:,} devices on the retention index"
+        f"{rewritten:,} command documents rewritten, {devices:,} devices on the retention index"
     )
-
-
-def _register_for_retention(config: Config) -> int:
-    """Put every device on the retention index (idempotent); returns how many there are."""
-    svc = Services.from_config(config)  # the store has this layout now
-    try:
-        return retention.register_existing(svc)
-    finally:
-        svc.close()

@@ -152,12 +152,6 @@ def _ms(seconds: float) -> int:
 
 def register_existing(svc: Services) -> int:
     """Put every device of every application (live ones, and deleted ones that still have
-    commands) on the retention index: for a store written before retention existed (`devcmd
-    migrate` calls it; safe to run twice). Returns how many devices it saw."""
-    now, seen = now_ms(), 0
-    for app_id in svc.apps.all_ids():
-        device_ids = set(svc.devices.ids(app_id)) | svc.retention.command_devices(app_id)
-        for device_id in device_ids:
-            svc.retention.register(app_id, device_id, now)
-        seen += len(device_ids)
-    return seen
+    commands) on the retention index: for a store written before retention existed
+    (store.migration.migrate does it; safe to run twice). Returns how many devices it saw."""
+    return svc.retention.register_existing(now_ms())

@@ -25,7 +25,7 @@ from typing import Any
 from redis import Redis
 
 from devcmd.clock import now_ms
-from devcmd.store import document, keys, layout
+from devcmd.store import document, keys, layout, retention
 
 FROM_VERSION = 2
 CHUNK = 500  # document fields read and rewritten per round trip
@@ -137,17 +137,23 @@ def migrate(
     on_keys: Callable[[int], None] = lambda total: None,
     on_key: Callable[[int], None] = lambda rewritten: None,
     now: int | None = None,
+    on_registered: Callable[[int], None] = lambda devices: None,
 ) -> int:
     """Migrate the store; returns how many documents were rewritten (0 if none needed it).
 
     `on_keys(total)` is told how many hashes there are to go through, `on_key(rewritten)`
     after each one (a progress bar); `now` (default: the clock) is the finish time given to
-    ended commands no finished list names. Raises CannotMigrate. The devices go on the
-    retention index afterwards (domain.retention.register_existing: the command line runs
-    it)."""
-    if not start(redis, buckets):
-        return 0
+    ended commands no finished list names. Raises CannotMigrate.
+
+    Every device is then put on the retention index (store.retention.register_existing; a
+    store written before retention has none there, and retention only visits devices on it),
+    on every run, a store already on this layout too (one migrated by a devcmd that left it
+    to the command line): `on_registered(devices)` is told how many. On a migration it is done
+    before the new layout is recorded, so an interrupted run is finished by the next one."""
     now = now_ms() if now is None else now
+    if not start(redis, buckets):
+        on_registered(retention.register_existing(redis, buckets, now))
+        return 0
     found = document_keys(redis)
     on_keys(len(found))
     total = 0
@@ -157,5 +163,6 @@ def migrate(
         on_key(rewritten)
     for key in app_command_indexes(redis):
         redis.delete(key)
+    on_registered(retention.register_existing(redis, buckets, now))
     finish(redis, buckets)
     return total

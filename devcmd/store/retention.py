@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import orjson
 from redis import Redis
 
 from devcmd.store import keys
@@ -19,7 +20,6 @@ from devcmd.store.scripts import Scripts
 # Every status but PENDING sends a notification (`msg_<id>_<STATUS>`).
 STATUSES_NOTIFIED = keys.COMMAND_STATUSES[1:]
 FORGET_STATUSES = ("PENDING", "SUCCESSFUL", "FAILED", "TIMEOUT", "CANCELED", "EXPIRED")
-PENDING_NOTIFICATION = '"state":"pending"'  # as orjson writes a record still in delivery
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class RetentionStore:
         """Put a new device on its bucket's retention index (written before the device exists,
         so a crash cannot leave a device retention never looks at)."""
         self.redis.zadd(self._key(device_id), {member(app_id, device_id): due_ms}, nx=True)
+
+    def register_existing(self, now: int) -> int:
+        """Put every device on the retention index (see `register_existing`)."""
+        return register_existing(self.redis, self.buckets, now)
 
     def command_devices(self, app_id: str) -> set[str]:
         """Devices of the application that have had commands (deleted ones too)."""
@@ -104,7 +108,7 @@ class RetentionStore:
         return [
             cid
             for n, cid in enumerate(with_url)
-            if any(r and PENDING_NOTIFICATION in r for r in records[n * per : (n + 1) * per])
+            if any(_in_delivery(r) for r in records[n * per : (n + 1) * per])
         ]
 
     def forget_commands(self, app_id: str, device_id: str, due: Due, keep: list[str]) -> int:
@@ -211,6 +215,32 @@ class RetentionStore:
     def trim_failed_notifications(self, bucket: int, cutoff: int) -> int:
         """Drop references to notifications given up before `cutoff` from the re-send index."""
         return self.redis.zremrangebyscore(keys.notifications_failed(bucket), "-inf", cutoff)
+
+
+def register_existing(redis: Redis, buckets: int, now: int) -> int:
+    """Put every device of every application (live ones, and deleted ones that still have
+    commands) on the retention index, due at `now`, for a store written before retention
+    existed (migration.migrate runs it; safe to run twice: a device already there keeps its
+    entry). Returns how many devices it saw."""
+    seen = 0
+    for app_id in sorted(redis.smembers(keys.apps())):
+        device_ids = set(redis.zrange(keys.app_devices(app_id), 0, -1))
+        device_ids |= redis.smembers(keys.app_command_device_ids(app_id))
+        ordered = sorted(device_ids)
+        for first in range(0, len(ordered), 1000):  # a round trip per 1,000 devices
+            pipe = redis.pipeline(transaction=False)  # each device's bucket has its own key
+            for device_id in ordered[first : first + 1000]:
+                index = keys.retention(keys.bucket(device_id, buckets))
+                pipe.zadd(index, {member(app_id, device_id): now}, nx=True)
+            pipe.execute()
+        seen += len(ordered)
+    return seen
+
+
+def _in_delivery(record: str | None) -> bool:
+    """Whether a notification record (NotificationStore's JSON) is still being attempted: its
+    own `state`, never a text search (its `detail` is the device's resultDetail, any JSON)."""
+    return record is not None and orjson.loads(record).get("state") == "pending"
 
 
 def _due(raw: list[str], cutoff: int, most: int) -> Due:

@@ -8,7 +8,8 @@ import itertools
 
 import pytest
 
-from devcmd.domain import auth, commands, devices, revocations
+from devcmd import errors
+from devcmd.domain import auth, commands, devices, notifications, retention, revocations
 from devcmd.services import Services
 from devcmd.store import keys, layout, migration
 from tests import backends, layout_v2
@@ -212,3 +213,35 @@ def test_devcmd_migrate_puts_every_device_on_the_retention_index(
         assert f"{len(APPS) * DEVICES} devices on the retention index" in done.stdout
         members = {m for key in retained for m in svc.redis.zrange(key, 0, -1)}
         assert members == {f"{a}/{d}" for a in APPS for d in svc.devices.ids(a)}
+
+
+def test_migrate_alone_puts_every_device_where_retention_visits_it(svc, legacy):
+    """Called from code, without the command line, migrate() is enough: the devices of a store
+    written before retention are visited and their ended commands go when due (those whose
+    callback is still to be delivered stay until it settles)."""
+    for app_id in APPS:
+        strip_retention(svc, app_id)
+    at = 1_900_000_000_000
+    registered: list[int] = []
+    migration.migrate(svc.redis, svc.config.index_buckets, now=at, on_registered=registered.append)
+    assert registered == [len(APPS) * DEVICES]
+    for app_id in APPS:
+        for device_id in svc.devices.ids(app_id):
+            notifications.flush(svc, app_id, device_id)  # as the workers drain the outboxes
+    svc.config = svc.config.with_(command_retention=1.0)
+    assert retention.forget_due(svc, now=at + 999)["commands"] == 0  # not due yet
+    gone = [
+        (app_id, row)
+        for app_id, rows in legacy.items()
+        for row in rows
+        if row["status"] in migration.TERMINAL and not row["callbackUrl"]
+    ]
+    assert len(gone) == len(APPS) * DEVICES  # the fixture cancels one such command a device
+    assert retention.forget_due(svc, now=at + 1000)["commands"] == len(gone)
+    for app_id, rows in legacy.items():
+        for row in rows:
+            if (app_id, row) in gone:
+                with pytest.raises(errors.CommandNotFound):
+                    commands.get(svc, app_id, row["commandId"])
+            else:
+                assert commands.get(svc, app_id, row["commandId"]) == row

@@ -154,6 +154,43 @@ def test_a_command_whose_callback_is_still_being_sent_is_kept_until_it_settles(
     assert [i for i in ids if i in text] == []
 
 
+def test_user_data_that_reads_like_a_pending_notification_keeps_no_command(
+    short, app_id, device_id, receiver
+):
+    """Whether a callback is still in delivery is its record's own state: user data (the
+    device's resultDetail, which the record holds; paras) with {"state": "pending"} at any
+    depth keeps no delivered command, while a callback really still pending keeps its own."""
+    svc = short
+    lookalike = {"state": "pending", "deep": [{"x": {"state": "pending"}}]}
+    command = {**COMMAND, "paras": lookalike}
+    delivered = commands.create(svc, app_id, device_id, command, {"callbackUrl": receiver.url})
+    waiting = create(svc, app_id, device_id, 1, url=receiver.url)[0]
+    sent = southbound.fetch(svc, app_id, device_id, 1)
+    assert [c["commandId"] for c in sent] == [delivered["commandId"]]
+    southbound.ack(svc, app_id, device_id, delivered["commandId"])
+    southbound.finish(svc, app_id, device_id, delivered["commandId"], "SUCCESSFUL", lookalike)
+    notifications.flush(svc, app_id, device_id)
+    sender = delivery.Sender(concurrency=2)
+    try:
+        assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 3
+    finally:
+        sender.close()
+    commands.cancel(svc, app_id, waiting)
+    notifications.flush(svc, app_id, device_id)  # queued, never delivered: still pending
+    history = notifications.history(svc, app_id, delivered["commandId"])
+    assert [r["state"] for r in history] == ["delivered"] * 3
+    assert '"state":"pending"' in svc.redis.hget(
+        keys.notifications(app_id, device_id), f"msg_{delivered['commandId']}_SUCCESSFUL"
+    )
+    assert [r["state"] for r in notifications.history(svc, app_id, waiting)] == ["pending"]
+
+    assert forget_all(svc, now=now_ms() + 5000) == 1
+    with pytest.raises(errors.CommandNotFound):
+        commands.get(svc, app_id, delivered["commandId"])
+    assert commands.get(svc, app_id, waiting)["status"] == "CANCELED"
+    assert delivered["commandId"] not in everything(svc)
+
+
 class Crash(Exception):
     """The process running retention dies here."""
 
