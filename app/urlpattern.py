@@ -11,7 +11,9 @@ import re
 
 from marshmallow import validate
 
-LETTERS = "A-Za-z"  # marshmallow's A-Z in any case; its "unicode letters" are not in a URI
+# marshmallow's A-Z in any case; the non-ASCII letters it also takes are refused by the callback
+# guard (an internationalized host is sent in its IDNA form, xn--...)
+LETTERS = "A-Za-z"
 LABEL = rf"[0-9{LETTERS}](?:[0-9{LETTERS}-]{{0,61}}[0-9{LETTERS}])?"
 USERINFO = r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?"
 PORT = r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[0-5]?[0-9]{1,4}))?"

@@ -61,7 +61,8 @@ def enos_name(**kwargs) -> fields.String:
 
 CALLBACK_URL_RULES = (
     "An http or https URL (the scheme in any case) that the command's status changes are POSTed "
-    "to, at most 1024 characters. Refused too: link-local, metadata, multicast, unspecified and "
+    "to, at most 1024 characters; an internationalized host name in its IDNA form (xn--...), "
+    "as a Unicode host is refused. Refused too: link-local, metadata, multicast, unspecified and "
     "reserved addresses and metadata host names, and private and loopback ones unless the "
     "service runs with CALLBACK_ALLOW_PRIVATE."
 )

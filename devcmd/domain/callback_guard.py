@@ -1,6 +1,10 @@
 """Where callbacks may go: http(s) URLs whose host is not a link-local, metadata, multicast or
 unspecified address, nor (unless CALLBACK_ALLOW_PRIVATE) a private or loopback one.
 
+A host is ASCII: an internationalized name is given in its IDNA form (xn--...). Spelled in
+Unicode, it would name two hosts: the resolver checked here encodes it by IDNA 2003 (`faß.de` is
+`fass.de`) while the sender's aiohttp encodes it by IDNA 2008 (`xn--fa-hia.de`).
+
 Checked when a command is created (the URL as written) and again before every send (every address
 the host resolves to), so a name that later resolves somewhere forbidden is still refused.
 """
@@ -83,6 +87,11 @@ def _host(url: str) -> str:
         raise Refused("not a valid URL") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused("must be an http or https URL with a host")
+    if not parts.hostname.isascii():
+        raise Refused(
+            "the host must be ASCII: give an internationalized name in its IDNA form "
+            "(xn--..., e.g. http://xn--bcher-kva.example/ for http://bücher.example/)"
+        )
     return parts.hostname
 
 

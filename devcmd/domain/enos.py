@@ -81,11 +81,15 @@ def search(
 ) -> tuple[int, list[dict]]:
     """The device's commands matching `filters`, newest first: (total, page `page_no` >= 1).
 
-    The createTime window is read from the index by rank; state and name conditions scan
-    that window in chunks.
+    The createTime window is read from the index by rank; a state condition alone reads the
+    per-status indexes, as OceanConnect's status filter does (the same few round trips however
+    many commands the window holds); a name condition scans the window in chunks.
     """
+    offset = (page_no - 1) * size
+    if filters.states is not None and not filters.names:
+        return _in_states(svc, app_id, device_id, filters, offset, size)
     first, count = svc.commands.window(app_id, device_id, filters.start, filters.end)
-    end, offset = first + count, (page_no - 1) * size
+    end = first + count
     if filters.states is None and not filters.names:
         ids = []
         if offset < count:
@@ -99,6 +103,17 @@ def search(
         page += matched[max(0, offset - total) : max(0, offset + size - total)]
         total += len(matched)
     return total, _load(svc, app_id, device_id, page)
+
+
+def _in_states(
+    svc: Services, app_id: str, device_id: str, filters: Filters, offset: int, size: int
+) -> tuple[int, list[dict]]:
+    """The page of commands now in one of `filters.states`, from the per-status indexes."""
+    statuses = [s for s in commands.STATUSES if STATES[s] in (filters.states or ())]
+    if not statuses:  # `state = 1 AND state = 2`
+        return 0, []
+    window = (filters.start, filters.end)
+    return svc.commands.page_by_status(app_id, device_id, statuses, window, offset, size)
 
 
 def _load(svc: Services, app_id: str, device_id: str, ids: list[str]) -> list[dict]:

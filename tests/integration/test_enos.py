@@ -12,9 +12,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from app import create_app
-from devcmd.domain import delivery, notifications, revocations, southbound
+from devcmd.domain import commands, delivery, notifications, revocations, southbound
 from devcmd.store import keys
 from tests import backends
+from tests.integration import test_admission
 
 pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CLUSTERED)]
 REG = "/iocm/app/reg/v1.1.0/deviceCredentials"
@@ -22,6 +23,8 @@ CMDS = "/iocm/app/cmd/v1.4.0/deviceCommands"
 TASKS = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
 ENOS = "/connect-service/v2.1/commands"
 DEVICE = "orgId=app-a&productKey=pk&deviceKey=dk"
+COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 1}}
+round_trips = test_admission.round_trips  # the fixture counting round trips
 
 
 @pytest.fixture
@@ -192,3 +195,44 @@ def test_cancel_all_above_the_limit_leaves_the_backlog_to_a_task(svc, client, he
     assert svc.redis.hget(keys.device("app-a", device_id), "fence") in (None, "0")
     assert set(oc_statuses(client, headers).values()) == {"PENDING"}
     assert {c["commandId"] for c in southbound.fetch(svc, "app-a", device_id, 10)} == ids
+
+
+def search(client, headers, expression: str, page_no: int = 1, size: int = 1) -> dict:
+    body = {"expression": expression, "pagination": {"pageNo": page_no, "pageSize": size}}
+    return enos(client, headers, "search", json=body)
+
+
+def test_a_state_search_costs_an_unfiltered_pages_round_trips_with_the_scans_answers(
+    svc, client, headers, device_id, round_trips
+):
+    """Over more commands than one scan chunk (SCAN_CHUNK), a `state` condition reads the
+    per-status indexes: no more round trips than a page without conditions, where a scan
+    of the window paid two per chunk. Its answers are the scan's, which a name condition that
+    matches every command (`like "%"`) still takes."""
+    made = [commands.create(svc, "app-a", device_id, COMMAND, {}) for _ in range(2300)]
+    sent = southbound.fetch(svc, "app-a", device_id, 300)
+    for command in sent[:100]:
+        southbound.ack(svc, "app-a", device_id, command["commandId"])
+    for command in sent[:50]:
+        southbound.finish(svc, "app-a", device_id, command["commandId"], "SUCCESSFUL", {})
+    commands.cancel(svc, "app-a", made[-1]["commandId"])
+    task = revocations.open_task(svc, "app-a", device_id)
+    svc.revocations.sweep_batch("app-a", device_id, task["taskId"], 1, 400)  # status debt
+    first = search(client, headers, "state = 2")  # pays the status debt, once
+    assert first == search(client, headers, 'state = 2 AND commandName.en like "%"') | {
+        "requestId": first["requestId"]
+    }
+    before = round_trips[0]
+    search(client, headers, "", 1, 10)
+    unfiltered = round_trips[0] - before
+    for state, page_no, size in [(1, 1, 10), (1, 3, 1000), (4, 1, 100), (2, 2, 300), (5, 9, 10)]:
+        before = round_trips[0]
+        answer = search(client, headers, f"state = {state}", page_no, size)
+        assert round_trips[0] - before <= unfiltered, (state, page_no, size)
+        expression = f'state = {state} AND commandName.en like "%"'
+        scanned = search(client, headers, expression, page_no, size)
+        assert answer == scanned | {"requestId": answer["requestId"]}
+    totals = [
+        search(client, headers, f"state = {s}")["pagination"]["totalSize"] for s in range(1, 8)
+    ]
+    assert totals == [1599, 401, 0, 250, 50, 0, 0]

@@ -90,3 +90,22 @@ def test_history_of_another_apps_command_is_404(client, svc, headers, device_id)
     other = login_headers(client, svc, "app-b")
     reply = client.get(f"{CMDS}/{command_id}/notifications", headers=other)
     assert (reply.status_code, reply.json["error_code"]) == (404, "100434")
+
+
+def test_a_unicode_host_is_refused_asking_for_its_idna_form(client, svc, headers, device_id):
+    svc.config = svc.config.with_(callback_allow_private=False)
+    reply = create(client, headers, device_id, "http://bücher.example/cb")
+    assert (reply.status_code, reply.json["error_code"]) == (400, "100022")
+    assert "callbackUrl" in reply.json["error_desc"]
+    assert "xn--" in reply.json["error_desc"]
+    assert create(client, headers, device_id, "http://xn--bcher-kva.example/cb").status_code == 201
+
+
+def test_a_stored_unicode_host_is_refused_before_a_send_not_resolved(monkeypatch):
+    """A URL stored before the rule is not resolved under the name the sender does not contact
+    (Python's resolver reads faß.de as fass.de, aiohttp sends to xn--fa-hia.de)."""
+    asked = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: asked.append(host))
+    with pytest.raises(callback_guard.Refused, match="IDNA"):
+        callback_guard.check_resolved("http://faß.de/cb", allow_private=False)
+    assert asked == []
