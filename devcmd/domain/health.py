@@ -17,7 +17,9 @@ NOT_READ = "the broker is not a plain Redis URL (e.g. Sentinel): not read"
 
 def readiness(svc: Services) -> tuple[bool, dict[str, dict]]:
     """Redis answers and can take writes (not loading, not a read-only replica, memory under
-    REDIS_MEMORY_READY_LIMIT of maxmemory), the broker answers, a worker has beaten within
+    REDIS_MEMORY_READY_LIMIT of maxmemory, at least REDIS_MIN_REPLICAS_ACK replicas connected
+    to it: with fewer, every answer that promises a command's fate would be refused), the
+    broker answers, a worker has beaten within
     WORKER_HEARTBEAT_TTL, and every queue is under its limit. Returns (all passed, {check:
     {"ok": ..., detail}}); never raises for an unreachable server, which is a failed check."""
     checks = {"redis": _guarded(lambda: _check_store(svc))}
@@ -91,12 +93,19 @@ def redis_state(svc: Services) -> dict[str, int | str] | None:
     }
 
 
-def write_trouble(state: dict[str, int | str], memory_limit: float) -> str | None:
+def write_trouble(
+    state: dict[str, int | str], memory_limit: float, min_replicas: int = 0
+) -> str | None:
     """Why a server in `state` cannot take writes now, or None."""
     if state["loading"]:
         return "Redis is loading its data"
     if state["role"] != "master":
         return f"Redis is a read-only {state['role']} (a failover in progress?)"
+    if int(state["replicas"]) < min_replicas:
+        return (
+            f"Redis has {state['replicas']} replicas connected, REDIS_MIN_REPLICAS_ACK asks "
+            f"for {min_replicas}: every answer that promises a command's fate would be refused"
+        )
     used, most = int(state["used_memory"]), int(state["maxmemory"])
     if most and used > memory_limit * most:
         return (
@@ -140,8 +149,10 @@ def _writable(svc: Services, server: Redis) -> dict:
         "usedMemory": state["used_memory"],
         "maxMemory": state["maxmemory"],
         "role": state["role"],
+        "replicas": state["replicas"],
     }
-    trouble = write_trouble(state, svc.config.redis_memory_ready_limit)
+    config = svc.config
+    trouble = write_trouble(state, config.redis_memory_ready_limit, config.redis_min_replicas_ack)
     return {"ok": trouble is None, **detail} | ({"error": trouble} if trouble else {})
 
 

@@ -48,7 +48,8 @@ class HealthStore:
     def server_state(self, server: Redis | None = None) -> dict[str, int | str] | None:
         """What decides whether the server can take writes, in one round trip (INFO answers
         even while the server loads its data): `used_memory`, `maxmemory` (0: no limit),
-        `loading` (1 while loading), `role` (`master`, or `slave` for a read-only replica).
+        `loading` (1 while loading), `role` (`master`, or `slave` for a read-only replica),
+        `replicas` (replicas connected to it now).
         `server` is one node of a cluster (INFO is per server); by default this store's one
         server. None where INFO is refused (an ACL user without it, a server that lacks it)."""
         pipe = (server or self.redis).pipeline(transaction=False)
@@ -65,4 +66,5 @@ class HealthStore:
             "maxmemory": int(memory.get("maxmemory", 0)),
             "loading": int(persistence.get("loading", 0)),
             "role": str(replication.get("role", "master")),
+            "replicas": int(replication.get("connected_slaves", 0)),
         }

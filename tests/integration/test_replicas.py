@@ -6,6 +6,7 @@ time the caller gets the storage error (503), never an answer a failover could t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,7 @@ from redis import Redis
 
 from app import create_app
 from devcmd.config import Config
-from devcmd.domain import auth, commands, devices, southbound
+from devcmd.domain import auth, commands, devices, health, southbound
 from devcmd.embedded import RedisServer, free_port
 from devcmd.embedded_cluster import EmbeddedCluster, ReplicaServer
 from devcmd.services import Services
@@ -185,3 +186,45 @@ def test_on_a_cluster_each_call_waits_on_its_devices_master(replicated_cluster, 
 
     config = Config().with_(redis_url=replicated_cluster.url, celery_broker_url=redis_server.url)
     run_every_call_against_replicas(config, replica_of)
+
+
+def test_readiness_fails_without_the_replicas_asked_for(svc):
+    """The store check names the missing replicas instead of sending traffic that every
+    promise would refuse; without the setting, the same server is ready."""
+    assert health.readiness(svc)[1]["redis"]["ok"]
+    held = strict(svc.config)
+    try:
+        check = health.readiness(held)[1]["redis"]
+    finally:
+        held.close()
+    assert (check["ok"], check["replicas"]) == (False, 0)
+    assert "REDIS_MIN_REPLICAS_ACK asks for 1" in check["error"]
+
+
+def test_readiness_passes_with_a_replica_connected(primary_and_replica):
+    primary, _ = primary_and_replica
+    held = strict(Config().with_(redis_url=primary.url))
+    try:
+        check = health.readiness(held)[1]["redis"]
+    finally:
+        held.close()
+    assert (check["ok"], check["replicas"]) == (True, 1)
+
+
+def test_readiness_checks_the_replicas_of_every_master(replicated_cluster, redis_server):
+    """Each master of a cluster is held to the setting: one that lost its replica fails."""
+    config = Config().with_(redis_url=replicated_cluster.url, celery_broker_url=redis_server.url)
+    held = strict(config)
+    try:
+        ready = health.readiness(held)[1]["redis"]
+        replicated_cluster.replicas[0].kill()  # its master is left with none
+        deadline = time.monotonic() + 10
+        while health.readiness(held)[1]["redis"]["ok"] and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the master notices its replica's link is gone
+        after = health.readiness(held)[1]["redis"]
+    finally:
+        held.close()
+    assert ready["ok"]
+    assert {m["replicas"] for m in ready["masters"].values()} == {1}
+    assert not after["ok"]
+    assert sorted(m["replicas"] for m in after["masters"].values()) == [0, 1, 1]
