@@ -36,7 +36,8 @@ RETRY_CLAIM = 2000
 
 
 def flush(svc: Services, app_id: str, device_id: str) -> bool:
-    """Hand the device's outbox to delivery tasks, one per receiver URL and chunk.
+    """Hand the device's outbox to delivery tasks, one per chunk of up to NOTIFICATIONS_PER_TASK
+    notifications (whatever their receiver URLs).
 
     Commands without a callbackUrl are skipped here. Returns False if another process holds
     the device's drain lock (the caller retries later).
