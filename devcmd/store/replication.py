@@ -7,6 +7,8 @@ was told was taken timing out instead).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from redis import Redis, RedisCluster
 
 from devcmd.faults import NotReplicated
@@ -47,10 +49,20 @@ class Replicas:
         a marker in `key`'s slot (gone a second later). The master replicates in the order it
         executes, so replicas that hold the marker hold every write before it.
         """
+        self.hold_all([key])
+
+    def hold_all(self, keys: Iterable[str]) -> None:
+        """`hold` for every master that owns one of `keys`: one marker and WAIT per master,
+        in turn."""
         if self.required <= 0:
             return
-        pipe = slot_client(self.redis, key).pipeline(transaction=False)
-        pipe.set(f"{key}:replicated", b"", px=MARKER_MS)
-        pipe.execute_command("WAIT", self.required, self.timeout_ms)
-        _, acked = pipe.execute()
-        check_acked(acked, self.required, self.timeout_ms)
+        by_master: dict[int, tuple[Redis, str]] = {}
+        for key in keys:
+            server = slot_client(self.redis, key)
+            by_master.setdefault(id(server), (server, key))
+        for server, key in by_master.values():
+            pipe = server.pipeline(transaction=False)
+            pipe.set(f"{key}:replicated", b"", px=MARKER_MS)
+            pipe.execute_command("WAIT", self.required, self.timeout_ms)
+            _, acked = pipe.execute()
+            check_acked(acked, self.required, self.timeout_ms)

@@ -14,12 +14,13 @@ from redis import Redis
 
 from app import create_app
 from devcmd.config import Config
-from devcmd.domain import auth, commands, devices, health, southbound
+from devcmd.domain import auth, commands, delivery, devices, health, notifications, southbound
 from devcmd.embedded import RedisServer, free_port
 from devcmd.embedded_cluster import EmbeddedCluster, ReplicaServer
 from devcmd.services import Services
 from devcmd.store import keys
 from devcmd.store.replication import NotReplicated
+from tests.integration.test_notifications import queued_refs
 
 pytestmark = pytest.mark.integration
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 1}}
@@ -228,3 +229,25 @@ def test_readiness_checks_the_replicas_of_every_master(replicated_cluster, redis
     assert {m["replicas"] for m in ready["masters"].values()} == {1}
     assert not after["ok"]
     assert sorted(m["replicas"] for m in after["masters"].values()) == [0, 1, 1]
+
+
+def test_no_callback_leaves_before_the_replicas_hold_its_event(svc, app_id, device_id, receiver):
+    """A delivery task without the replicas asked for fails (Celery retries it; the records
+    stay leased) and the receiver hears nothing; the same refs go out once it may."""
+    url = f"http://127.0.0.1:{receiver.server_port}/cb"
+    made = commands.create(svc, app_id, device_id, COMMAND, {"callbackUrl": url})
+    commands.cancel(svc, app_id, made["commandId"])
+    notifications.flush(svc, app_id, device_id)
+    refs = queued_refs(svc)
+    assert len(refs) == 1
+    held = strict(svc.config)
+    sender = delivery.Sender(concurrency=2)
+    try:
+        with pytest.raises(NotReplicated):
+            delivery.deliver(held, sender, refs)
+        assert receiver.received == []
+        assert delivery.deliver(svc, sender, refs) == {"postponed": 0, "delivered": 1}
+    finally:
+        sender.close()
+        held.close()
+    assert [h["webhook-id"] for h, _ in receiver.received] == [f"msg_{made['commandId']}_CANCELED"]

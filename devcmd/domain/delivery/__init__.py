@@ -11,6 +11,7 @@ from devcmd.domain.delivery.batch import Batch, origin
 from devcmd.domain.delivery.message import body
 from devcmd.domain.delivery.transport import Sender
 from devcmd.services import Services
+from devcmd.store import keys
 
 __all__ = ["Sender", "body", "deliver", "origin"]
 
@@ -25,6 +26,10 @@ def deliver(svc: Services, sender: Sender, refs: list[list[str]]) -> dict[str, i
     records = _pending(svc, refs)
     pending = {(r["appId"], r["deviceId"], r["id"]) for r in records}
     svc.notifications.settle([tuple(ref) for ref in refs if tuple(ref) not in pending])
+    # A callback tells the application a command's fate: none leaves before the replicas asked
+    # for (REDIS_MIN_REPLICAS_ACK) hold the state change behind it (else the task fails, and
+    # the records, still leased, are sent when their lease ends).
+    svc.replicas.hold_all({keys.device(r["appId"], r["deviceId"]) for r in records})
     batch = Batch(svc, records)
     counts: dict[str, int] = {"postponed": 0}
     for outcome in sender.run(batch.send(sender)):
