@@ -10,11 +10,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from app import create_app
-from devcmd.domain import auth, commands, delivery, devices, notifications, revocations
+from devcmd.domain import auth, commands, devices, notifications, revocations
 from devcmd.store import keys
 from devcmd.store.auth import digest
 from tests.integration.test_admin_cli import devcmd
-from tests.integration.test_notifications import queued_refs
+from tests.integration.test_notifications import deliver_queued
 
 pytestmark = pytest.mark.integration
 
@@ -207,11 +207,7 @@ def test_force_delete_cancels_pending_commands_with_signed_callbacks(
     assert [commands.get(svc, app_id, c)["status"] for c in pending] == ["CANCELED"] * 3
     for dev in (device_id, second["deviceId"]):
         notifications.flush(svc, app_id, dev)
-    sender = delivery.Sender(concurrency=2)
-    try:
-        assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 3
-    finally:
-        sender.close()
+    assert deliver_queued(svc)["delivered"] == 3
     assert sorted(body["commandId"] for _, body in receiver.received) == sorted(pending)
     for headers, _ in receiver.received:
         raw = receiver.raw[headers["webhook-id"]]

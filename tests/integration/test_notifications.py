@@ -39,6 +39,15 @@ def queued_refs(svc) -> list[list[str]]:
     return refs
 
 
+def deliver_queued(svc) -> dict[str, int]:
+    """Deliver every queued notification reference as one delivery task would; its counts."""
+    sender = delivery.Sender(concurrency=2)
+    try:
+        return delivery.deliver(svc, sender, queued_refs(svc))
+    finally:
+        sender.close()
+
+
 def cancelled_with_callbacks(svc, app_id, device_id, url, count) -> list[str]:
     ids = [
         commands.create(svc, app_id, device_id, COMMAND, {"callbackUrl": url})["commandId"]

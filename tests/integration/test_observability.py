@@ -13,9 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from devcmd import jobs, logs, scrape
-from devcmd.domain import delivery
 from devcmd.services import Services
-from tests.integration.test_notifications import cancelled_with_callbacks, queued_refs
+from tests.integration.test_notifications import cancelled_with_callbacks, deliver_queued
 
 
 def published(svc, queue: str) -> list[dict]:
@@ -47,11 +46,7 @@ def test_callback_attempts_are_counted_by_outcome(svc, app_id, device_id, receiv
     names = [("delivered", "attempts"), ("retrying", "attempts"), (None, "duration")]
     before = [counted(*name) for name in names]
     cancelled_with_callbacks(svc, app_id, device_id, receiver.url, 3)
-    sender = delivery.Sender(concurrency=2)
-    try:
-        delivery.deliver(svc, sender, queued_refs(svc))
-    finally:
-        sender.close()
+    deliver_queued(svc)
     moved = [counted(*name) - was for name, was in zip(names, before, strict=True)]
     assert moved == [2, 1, 3]
 

@@ -23,7 +23,7 @@ from devcmd.domain import (
 from devcmd.store import keys
 from tests import backends
 from tests.integration.conftest import Receiver
-from tests.integration.test_notifications import queued_refs
+from tests.integration.test_notifications import deliver_queued, queued_refs
 
 pytestmark = [pytest.mark.integration, pytest.mark.backends(*backends.CORE, "cluster")]
 COMMAND = {"serviceId": "Light", "method": "ON", "paras": {"level": 3}}
@@ -141,11 +141,7 @@ def test_a_command_whose_callback_is_still_being_sent_is_kept_until_it_settles(
     assert forget_all(svc, now=later) == 0  # the events wait in the outbox
     notifications.flush(svc, app_id, device_id)
     assert forget_all(svc, now=later + 10) == 0  # their notifications are being delivered
-    sender = delivery.Sender(concurrency=2)
-    try:
-        assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 2
-    finally:
-        sender.close()
+    assert deliver_queued(svc)["delivered"] == 2
     assert [r["state"] for r in notifications.history(svc, app_id, ids[0])] == ["delivered"]
     assert forget_all(svc, now=later + 20) == 2
     with pytest.raises(errors.CommandNotFound):
@@ -170,11 +166,7 @@ def test_user_data_that_reads_like_a_pending_notification_keeps_no_command(
     southbound.ack(svc, app_id, device_id, delivered["commandId"])
     southbound.finish(svc, app_id, device_id, delivered["commandId"], "SUCCESSFUL", lookalike)
     notifications.flush(svc, app_id, device_id)
-    sender = delivery.Sender(concurrency=2)
-    try:
-        assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 3
-    finally:
-        sender.close()
+    assert deliver_queued(svc)["delivered"] == 3
     commands.cancel(svc, app_id, waiting)
     notifications.flush(svc, app_id, device_id)  # queued, never delivered: still pending
     history = notifications.history(svc, app_id, delivered["commandId"])
@@ -377,11 +369,7 @@ def test_notifications_go_with_their_command_when_kept_as_long(svc, app_id, devi
     for command_id in ids:
         commands.cancel(svc, app_id, command_id)
     notifications.flush(svc, app_id, device_id)
-    sender = delivery.Sender(concurrency=2)
-    try:
-        assert delivery.deliver(svc, sender, queued_refs(svc))["delivered"] == 2
-    finally:
-        sender.close()
+    assert deliver_queued(svc)["delivered"] == 2
     assert svc.redis.exists(keys.notified(app_id, device_id)) == 0
     assert forget_all(svc, now=now_ms() + 1100) == 2  # the commands, their records with them
     assert [i for i in ids if i in everything(svc)] == []
