@@ -114,14 +114,13 @@ class Services:
             self.redis,
             self.scripts,
             self.config.index_buckets,
-            min_replicas_ack=self.config.redis_min_replicas_ack,
-            replica_ack_timeout_ms=int(self.config.redis_replica_ack_timeout * 1000),
+            replicas=self.replicas,
         )
 
     @cached_property
     def replicas(self) -> Replicas:
         """REDIS_MIN_REPLICAS_ACK for the answers that promise a command's fate (a revocation
-        task's fence waits in its own round trip: RevocationStore)."""
+        task's fence waits in the pipeline that writes it: RevocationStore)."""
         return Replicas(
             self.redis,
             self.config.redis_min_replicas_ack,

@@ -14,21 +14,10 @@ from redis import Redis, RedisCluster
 from devcmd.faults import NotReplicated
 from devcmd.store.scripts import slot_client
 
-__all__ = ["NotReplicated", "Replicas", "check_acked"]
+__all__ = ["NotReplicated", "Replicas"]
 
 # How long the marker `hold` writes lives: only its place in the replication stream matters.
 MARKER_MS = 1000
-
-
-def check_acked(acked, required: int, timeout_ms: int) -> None:
-    """Raises NotReplicated when WAIT's answer `acked` is under `required` (or an error)."""
-    if isinstance(acked, Exception):
-        raise acked
-    if int(acked) < required:
-        raise NotReplicated(
-            f"{acked} of {required} replicas acknowledged the write in {timeout_ms} ms"
-            " (REDIS_MIN_REPLICAS_ACK)"
-        )
 
 
 class Replicas:
@@ -63,6 +52,20 @@ class Replicas:
         for server, key in by_master.values():
             pipe = server.pipeline(transaction=False)
             pipe.set(f"{key}:replicated", b"", px=MARKER_MS)
-            pipe.execute_command("WAIT", self.required, self.timeout_ms)
+            self.queue_wait(pipe)
             _, acked = pipe.execute()
-            check_acked(acked, self.required, self.timeout_ms)
+            self.check(acked)
+
+    def queue_wait(self, pipe) -> None:
+        """Queue WAIT on `pipe`: it covers the writes queued before it on the same connection."""
+        pipe.execute_command("WAIT", self.required, self.timeout_ms)
+
+    def check(self, acked) -> None:
+        """Raises NotReplicated when WAIT's answer `acked` is under `required` (or an error)."""
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < self.required:
+            raise NotReplicated(
+                f"{acked} of {self.required} replicas acknowledged the write in "
+                f"{self.timeout_ms} ms (REDIS_MIN_REPLICAS_ACK)"
+            )

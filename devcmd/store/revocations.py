@@ -12,7 +12,7 @@ from devcmd import errors, faults
 from devcmd.store import document as documents
 from devcmd.store import keys, scripts
 from devcmd.store.reads import Read
-from devcmd.store.replication import check_acked
+from devcmd.store.replication import Replicas
 from devcmd.store.scripts import Scripts, slot_client
 
 TERMINAL = frozenset({"SUCCESS", "PART_SUCCESS", "FAILED"})
@@ -49,15 +49,13 @@ class RevocationStore:
         redis: Redis,
         scripts: Scripts,
         buckets: int,
-        *,
-        min_replicas_ack: int = 0,
-        replica_ack_timeout_ms: int = 1000,
+        replicas: Replicas | None = None,
     ) -> None:
         self.redis = redis
         self.scripts = scripts
         self.buckets = buckets
-        self.min_replicas_ack = min_replicas_ack
-        self.replica_ack_timeout_ms = replica_ack_timeout_ms
+        # REDIS_MIN_REPLICAS_ACK: a task's fence waits for them in its own pipeline.
+        self.replicas = replicas or Replicas(redis, 0, 0)
         # (appId, taskId) -> deviceId of tasks this process opened or looked up: a task's
         # device never changes, so a poll by taskId skips that lookup.
         self._task_devices: dict[tuple[str, str], str] = {}
@@ -150,8 +148,8 @@ class RevocationStore:
         pipe = self.redis.pipeline(transaction=False)
         self._queue_indexes(pipe, app_id, device_id, task_id, now, indexed)
         scripts.queue(pipe, self.scripts.open_task, script_keys, args)
-        if self.min_replicas_ack > 0:  # WAIT covers this connection's writes, the fence too
-            pipe.execute_command("WAIT", self.min_replicas_ack, self.replica_ack_timeout_ms)
+        if self.replicas.required > 0:  # WAIT covers this connection's writes, the fence too
+            self.replicas.queue_wait(pipe)
         pipe.hgetall(keys.task(app_id, device_id, task_id))
         replies = pipe.execute(raise_on_error=False)
         index_replies, answer = replies[: 3 if indexed else 1], replies[3 if indexed else 1]
@@ -162,8 +160,8 @@ class RevocationStore:
             if faults.refusal(answer) and index_replies[0] == 1:  # refused: it ran none of it
                 self._unindex(app_id, device_id, task_id)
             raise answer
-        if self.min_replicas_ack > 0:
-            self._check_acked(replies[-2])
+        if self.replicas.required > 0:
+            self.replicas.check(replies[-2])
         if any(isinstance(reply, Exception) for reply in index_replies) and answer[0] >= 0:
             # An index write refused while the script ran (memory freed in between): write the
             # indexes again before anyone is told, so the stalled-task job can find the task.
@@ -205,18 +203,14 @@ class RevocationStore:
         with it: its promoted replica would then hand the task's commands to the device.
         Raises NotReplicated (a RedisError) when fewer replicas answered in time.
         """
-        if self.min_replicas_ack <= 0:
+        if self.replicas.required <= 0:
             return self.scripts.open_task(keys=script_keys, args=args)
         pipe = slot_client(self.redis, script_keys[0]).pipeline(transaction=False)
         self.scripts.open_task(keys=script_keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", self.min_replicas_ack, self.replica_ack_timeout_ms)
+        self.replicas.queue_wait(pipe)
         reply, acked = pipe.execute()
-        self._check_acked(acked)
+        self.replicas.check(acked)
         return reply
-
-    def _check_acked(self, acked) -> None:
-        """Raises NotReplicated when fewer than REDIS_MIN_REPLICAS_ACK replicas answered WAIT."""
-        check_acked(acked, self.min_replicas_ack, self.replica_ack_timeout_ms)
 
     def _unindex(self, app_id: str, device_id: str, task_id: str) -> None:
         # The application's index first, then the active index: the reverse of `open`, so a

@@ -102,6 +102,7 @@ def test_without_the_replicas_asked_for_a_task_is_not_answered(svc, app_id, devi
     storage error instead of answering as if it were safe."""
     commands.create(svc, app_id, device_id, COMMAND, {})
     svc.config = svc.config.with_(redis_min_replicas_ack=1, redis_replica_ack_timeout=0.1)
-    svc.__dict__.pop("revocations", None)  # built with the new settings
+    for built in ("replicas", "revocations"):
+        svc.__dict__.pop(built, None)  # built with the new settings
     with pytest.raises(NotReplicated, match="0 of 1 replicas"):
         revocations.open_task(svc, app_id, device_id)
