@@ -29,7 +29,7 @@ def deliver(svc: Services, sender: Sender, refs: list[list[str]]) -> dict[str, i
     # A callback tells the application a command's fate: none leaves before the replicas asked
     # for (REDIS_MIN_REPLICAS_ACK) hold the state change behind it (else the task fails, and
     # the records, still leased, are sent when their lease ends).
-    svc.replicas.hold_all({keys.device(r["appId"], r["deviceId"]) for r in records})
+    svc.replicas.hold_all(keys.device(r["appId"], r["deviceId"]) for r in records)
     batch = Batch(svc, records)
     counts: dict[str, int] = {"postponed": 0}
     for outcome in sender.run(batch.send(sender)):
